@@ -1,0 +1,2 @@
+// libpq's client API. Only Sources/WalferryCore/Postgres imports this module.
+#include <libpq-fe.h>
