@@ -92,13 +92,7 @@ public final class PostgresCluster: @unchecked Sendable {
     public init(installation: PostgresInstallation, name: String = "node", initdbArguments: [String] = [],
                 settings: [String: String] = [:]) throws {
         self.installation = installation
-        folder = try TemporaryDirectory(prefix: "walferry-\(name)")
-        dataDirectory = folder.join("data")
-        socketDirectory = folder.join("socket")
-        logFile = folder.join("server.log")
-        try folder.makeDirectory("socket", mode: 0o700)
-        try handToPostgresUser(folder.path)
-
+        (folder, dataDirectory, socketDirectory, logFile) = try PostgresCluster.makeFolder(name)
         let initdb = try runAsPostgresUser(installation.tool("initdb"),
                                            ["-D", dataDirectory, "-A", "trust", "-U", "postgres", "--data-checksums",
                                             "--no-sync", "--no-instructions"] + initdbArguments,
@@ -117,6 +111,34 @@ public final class PostgresCluster: @unchecked Sendable {
         ]
         conf.merge(settings) { _, new in new }
         try appendSettings(conf)
+    }
+
+    /// A copy of `primary` made with pg_basebackup (WAL streamed into the backup), with `settings` appended
+    /// and, unless `signal` is nil, `standby.signal` or `recovery.signal` created. Not started.
+    public init(baseBackupOf primary: PostgresCluster, name: String = "standby", signal: String? = "standby.signal",
+                settings: [String: String] = [:]) throws {
+        installation = primary.installation
+        (folder, dataDirectory, socketDirectory, logFile) = try PostgresCluster.makeFolder(name)
+        let backup = try runAsPostgresUser(installation.tool("pg_basebackup"),
+                                           ["-D", dataDirectory, "-h", primary.socketDirectory, "-p", "\(primary.port)",
+                                            "-U", "postgres", "-c", "fast", "-X", "stream", "--no-sync"],
+                                           workingDirectory: folder.path)
+        guard backup.status == 0 else { throw TestFailure("pg_basebackup failed: \(backup)") }
+        var conf = ["archive_mode": "off", "archive_command": "''", "unix_socket_directories": "'\(socketDirectory)'"]
+        conf.merge(settings) { _, new in new }
+        try appendSettings(conf)
+        if let signal {
+            try writeFile(dataDirectory + "/" + signal, [])
+            try handToPostgresUser(dataDirectory + "/" + signal, recursive: false)
+        }
+    }
+
+    /// The cluster's private folder, with its socket folder, handed to the postgres user.
+    private static func makeFolder(_ name: String) throws -> (TemporaryDirectory, String, String, String) {
+        let folder = try TemporaryDirectory(prefix: "walferry-\(name)")
+        try folder.makeDirectory("socket", mode: 0o700)
+        try handToPostgresUser(folder.path)
+        return (folder, folder.join("data"), folder.join("socket"), folder.join("server.log"))
     }
 
     deinit {

@@ -28,59 +28,86 @@ public struct ProcessOutcome: Sendable, CustomStringConvertible {
 
 /// Runs `executable` with `arguments` and waits for it. Standard input is /dev/null unless `input`
 /// is given.
+///
+/// Started with posix_spawn and reaped with waitpid rather than through Foundation's Process, whose
+/// exit detection waits for descriptors that a daemon started by the child (pg_ctl start) inherits
+/// and keeps open for ever. For the same reason output goes to unlinked temporary files, not pipes.
 public func runProcess(_ executable: String, _ arguments: [String], workingDirectory: String? = nil,
                        environment: [String: String]? = nil, input: [UInt8]? = nil) throws -> ProcessOutcome {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    if let workingDirectory { process.currentDirectoryURL = URL(fileURLWithPath: workingDirectory) }
-    if let environment { process.environment = environment }
-    let outPipe = Pipe(), errPipe = Pipe()
-    process.standardOutput = outPipe
-    process.standardError = errPipe
-    let inPipe: Pipe?
-    if input != nil {
-        inPipe = Pipe()
-        process.standardInput = inPipe
+    let out = try CaptureFile(), err = try CaptureFile()
+    let stdin = try CaptureFile()
+    if let input { try stdin.write(input) }
+
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    if input == nil {
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
     } else {
-        inPipe = nil
-        process.standardInput = FileHandle.nullDevice
+        posix_spawn_file_actions_adddup2(&actions, stdin.fd, 0)
     }
-    try process.run()
-    if let inPipe, let input {
-        try inPipe.fileHandleForWriting.write(contentsOf: Data(input))
-        try inPipe.fileHandleForWriting.close()
+    posix_spawn_file_actions_adddup2(&actions, out.fd, 1)
+    posix_spawn_file_actions_adddup2(&actions, err.fd, 2)
+
+    // posix_spawn_file_actions_addchdir_np is a GNU extension Swift does not see; env -C changes directory.
+    let command = workingDirectory.map { ["/usr/bin/env", "-C", $0, executable] } ?? [executable]
+    let environmentList = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
+    var pid: pid_t = 0
+    let spawned = withCStrings(command + arguments) { argv in
+        withCStrings(environmentList) { envp in posix_spawn(&pid, command[0], &actions, nil, argv, envp) }
     }
-    // Read both pipes to the end concurrently: a child that fills one pipe while we wait on the other
-    // would otherwise block forever.
-    let errorData = LockedBox(Data())
-    let finished = DispatchSemaphore(value: 0)
-    let errorHandle = errPipe.fileHandleForReading
-    Thread {
-        errorData.set(errorHandle.readDataToEndOfFile())
-        finished.signal()
-    }.start()
-    let out = outPipe.fileHandleForReading.readDataToEndOfFile()
-    finished.wait()
-    process.waitUntilExit()
-    let err = errorData.value
-    return ProcessOutcome(status: process.terminationStatus,
-                          signaled: process.terminationReason == .uncaughtSignal,
-                          stdout: String(decoding: out, as: UTF8.self),
-                          stderr: String(decoding: err, as: UTF8.self),
-                          stdoutBytes: [UInt8](out))
+    guard spawned == 0 else {
+        throw TestFailure("could not run \(executable): \(String(cString: strerror(spawned)))")
+    }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 {
+        guard errno == EINTR else { throw TestFailure("waitpid failed: \(String(cString: strerror(errno)))") }
+    }
+    let signal = status & 0x7F  // WIFSIGNALED / WTERMSIG / WEXITSTATUS, which Swift does not import
+    let outBytes = try out.contents(), errBytes = try err.contents()
+    return ProcessOutcome(status: signal == 0 ? (status >> 8) & 0xFF : signal,
+                          signaled: signal != 0 && signal != 0x7F,
+                          stdout: String(decoding: outBytes, as: UTF8.self),
+                          stderr: String(decoding: errBytes, as: UTF8.self),
+                          stdoutBytes: outBytes)
 }
 
-/// A value written once by one thread and read by another.
-final class LockedBox<Value>: @unchecked Sendable {
-    // @unchecked: every access goes through the lock.
-    private let lock = NSLock()
-    private var stored: Value
+/// Calls `body` with a NULL-terminated array of C strings.
+private func withCStrings<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
+    let pointers = strings.map { strdup($0) } + [nil]
+    defer { pointers.forEach { free($0) } }
+    return body(pointers)
+}
 
-    init(_ value: Value) { stored = value }
+/// An anonymous temporary file (created close-on-exec, then unlinked at once) that a child process
+/// reads from or writes into.
+final class CaptureFile {
+    let fd: Int32
 
-    func set(_ value: Value) { lock.withLock { stored = value } }
-    var value: Value { lock.withLock { stored } }
+    init() throws {
+        var template = Array("/tmp/walferry-capture.XXXXXX".utf8CString)
+        fd = template.withUnsafeMutableBufferPointer { buffer in buffer.baseAddress.map { mkstemp($0) } ?? -1 }
+        guard fd >= 0 else { throw TestFailure("could not create a capture file: \(String(cString: strerror(errno)))") }
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)  // only the dup2'd copies reach the child
+        template.withUnsafeBufferPointer { buffer in _ = buffer.baseAddress.map { unlink($0) } }
+    }
+
+    deinit { close(fd) }
+
+    func write(_ bytes: [UInt8]) throws {
+        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        guard written == bytes.count else { throw TestFailure("could not write a capture file") }
+        lseek(fd, 0, SEEK_SET)
+    }
+
+    /// Everything written so far.
+    func contents() throws -> [UInt8] {
+        let size = Int(lseek(fd, 0, SEEK_END))
+        var bytes = [UInt8](repeating: 0, count: max(size, 0))
+        let read = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, size, 0) }
+        guard read == size else { throw TestFailure("could not read a capture file") }
+        return bytes
+    }
 }
 
 /// Where the package's executables were built: `WALFERRY_BIN_DIR`, or the folder that holds the test
