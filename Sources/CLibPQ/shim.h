@@ -1,2 +1,2 @@
-// libpq's client API. Only Sources/WalferryCore/Postgres imports this module.
+// libpq's client API. Only Sources/WalferryPostgres imports this module.
 #include <libpq-fe.h>

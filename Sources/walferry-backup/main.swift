@@ -1,8 +1,10 @@
 // walferry-backup arrives with its own issue; until then it says so and exits 1.
 import WalferryCore
+import WalferryPostgres
 
-Console(program: "walferry-backup").error("walferry-backup is not implemented yet")
 #if canImport(Glibc)
 import Glibc
 #endif
+
+Console(program: "walferry-backup").error("walferry-backup is not implemented yet (libpq \(libpqVersion()))")
 exit(1)
