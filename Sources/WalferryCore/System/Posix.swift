@@ -108,20 +108,18 @@ public final class Directory {
                 return
             }
             let type = entry.pointee.d_type
-            let keepGoing: Bool = try withUnsafePointer(to: &entry.pointee.d_name) { (tuple) throws(DirectoryReadError<E>) -> Bool in
+            try withUnsafePointer(to: &entry.pointee.d_name) { (tuple) throws(DirectoryReadError<E>) in
                 let base = UnsafeRawPointer(tuple).assumingMemoryBound(to: UInt8.self)
                 let length = strlen(UnsafeRawPointer(base).assumingMemoryBound(to: CChar.self))
                 let name = UnsafeBufferPointer(start: base, count: length)
-                if length == 1 && name[0] == UInt8(ascii: ".") { return true }
-                if length == 2 && name[0] == UInt8(ascii: ".") && name[1] == UInt8(ascii: ".") { return true }
+                if length == 1 && name[0] == UInt8(ascii: ".") { return }
+                if length == 2 && name[0] == UInt8(ascii: ".") && name[1] == UInt8(ascii: ".") { return }
                 do throws(E) {
                     try body(Entry(name: name, type: type))
                 } catch {
                     throw .body(error)
                 }
-                return true
             }
-            if !keepGoing { return }
         }
     }
 
