@@ -40,6 +40,7 @@ let package = Package(
         tool("walferry-restore"),
         tool("walferry-cleanup"),
         tool("walferry-backup", extra: ["WalferryPostgres"]),
+        .executableTarget(name: "walferry-bzip2-bench", dependencies: ["WalferryCore"], path: "bench/walferry-bzip2-bench"),
 
         // Tests
         .target(name: "TestSupport", dependencies: ["WalferryCore"], path: "Tests/TestSupport"),
