@@ -25,7 +25,10 @@ let package = Package(
         .systemLibrary(name: "CBZip2", providers: [.apt(["libbz2-dev"])]),  // Debian ships no bzip2.pc
 
         // Core: every decision, every byte on disk, every C call. No ArgumentParser, no Foundation.
-        .target(name: "WalferryCore", dependencies: ["CBZip2"]),
+        .target(name: "WalferryCore", dependencies: ["CBZip2", "CWalferryCRC32C"]),
+
+        // CRC-32C with the processor's crc32 instruction, which Swift cannot select at run time.
+        .target(name: "CWalferryCRC32C"),
 
         // The core's server connections: the one module that imports libpq. It is a module of its own
         // because linking libpq loads 28 shared libraries (OpenSSL, Kerberos, LDAP, GnuTLS...) at every
