@@ -27,3 +27,36 @@ func readFully(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, maxPerCa
     }
     return filled
 }
+
+/// Reads into `buffer` from `offset` until it is full or the file ends, retrying short reads and EINTR;
+/// returns the number of bytes read. The file position is not used. The corresponding C function is
+/// `pread`.
+func preadFully(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(Errno) -> Int {
+    guard let base = buffer.baseAddress else { return 0 }
+    var filled = 0
+    while filled < buffer.count {
+        let count = pread(fd, base + filled, buffer.count - filled, off_t(offset) + off_t(filled))
+        if count < 0 {
+            if errno == EINTR { continue }
+            throw Errno.current
+        }
+        if count == 0 { break }
+        filled += count
+    }
+    return filled
+}
+
+/// The index of the first byte where `a` and `b` differ within their common length, or nil when that
+/// common part is equal. memcmp finds whether they differ at full speed; the byte is then searched.
+func firstDifference(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Int? {
+    let common = min(a.count, b.count)
+    guard common > 0, let left = a.baseAddress, let right = b.baseAddress, memcmp(left, right, common) != 0 else { return nil }
+    // Narrow down by halves with memcmp, then finish byte by byte.
+    var low = 0, high = common
+    while high - low > 64 {
+        let middle = (low + high) / 2
+        if memcmp(left + low, right + low, middle - low) != 0 { high = middle } else { low = middle }
+    }
+    for index in low..<high where a[index] != b[index] { return index }
+    return nil
+}

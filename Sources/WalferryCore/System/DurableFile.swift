@@ -1,0 +1,182 @@
+// Durable, atomic, no-overwrite publishing of a file into a directory: the one place where walferry
+// makes bytes durable.
+//
+// Like PostgreSQL's durable_rename (write a temporary file, fsync it, rename, fsync the directory),
+// except that:
+// - the final step is link(2), which fails with EEXIST instead of replacing an existing file and works
+//   on NFS, followed by unlinking the temporary name; so a file is never overwritten, and at no moment
+//   is a partial file visible under the final name;
+// - the temporary name is fixed per final name (`.NAME.walferry-tmp`), created with O_EXCL and
+//   O_NOFOLLOW, and held under flock(2) while it is written: a later run that finds it and can lock it
+//   knows its writer is gone and removes it; one that cannot lock it leaves it to its live writer;
+// - the temporary entry is registered with Interruption, so a SIGTERM or SIGINT removes it before the
+//   process exits.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// A directory opened for durable operations on its entries.
+public final class DirectoryHandle {
+    public let fd: Int32
+    public let path: String
+
+    /// Opens `path`, which must be a directory; symbolic links to directories are followed (an archive
+    /// is often a link to a mount point). The corresponding C function is `open`.
+    public init(path: String) throws(Errno) {
+        self.path = path
+        fd = try retryingOnInterrupt { open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+    }
+
+    deinit { close(fd) }
+
+    /// Makes the directory's entries durable. The corresponding C function is `fsync`.
+    public func sync() throws(Errno) {
+        _ = try retryingOnInterrupt { fsync(fd) }
+    }
+
+    /// `lstat` of an entry: nil when it does not exist.
+    public func status(of name: String) throws(Errno) -> stat? {
+        var info = stat()
+        if fstatat(fd, name, &info, AT_SYMLINK_NOFOLLOW) == 0 { return info }
+        if errno == ENOENT { return nil }
+        throw .current
+    }
+
+    /// Opens an entry for reading, never through a symbolic link.
+    public func openForReading(_ name: String) throws(Errno) -> Int32 {
+        try retryingOnInterrupt { openat(fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) }
+    }
+
+    /// Removes an entry (a file); a missing one is not an error.
+    public func remove(_ name: String) throws(Errno) {
+        if unlinkat(fd, name, 0) != 0 && errno != ENOENT { throw .current }
+    }
+}
+
+/// Why a file could not be published.
+public enum PublishError: Error, Sendable, Equatable {
+    /// The final name exists already (link(2) said EEXIST): nothing was replaced.
+    case exists
+    /// Another live process holds the temporary file for this final name.
+    case busy
+    case failed(step: String, Errno)
+}
+
+/// A file being written under a temporary name in its final directory.
+public final class TemporaryFile {
+    public let directory: DirectoryHandle
+    public let finalName: String
+    public let temporaryName: String
+    public let fd: Int32
+    private var published = false
+
+    /// The temporary name used for `finalName`.
+    public static func temporaryName(for finalName: String) -> String { "." + finalName + ".walferry-tmp" }
+
+    /// Creates the temporary file with `mode` (before the umask), replacing a stale one left by a writer
+    /// that died, and locks it.
+    public init(in directory: DirectoryHandle, finalName: String, mode: mode_t) throws(PublishError) {
+        self.directory = directory
+        self.finalName = finalName
+        temporaryName = TemporaryFile.temporaryName(for: finalName)
+        var attempt = 0
+        while true {
+            attempt += 1
+            let created = openat(directory.fd, temporaryName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+            if created >= 0 {
+                // Registered before anything is written, so that an interruption from here on removes it.
+                Interruption.register(directoryFD: directory.fd, name: temporaryName)
+                if flock(created, LOCK_EX | LOCK_NB) != 0 {
+                    // Someone judged it stale between our create and lock: let them have it.
+                    let error = Errno.current
+                    close(created)
+                    Interruption.unregister()
+                    throw .failed(step: "lock", error)
+                }
+                fd = created
+                return
+            }
+            let error = Errno.current
+            guard error == .fileExists, attempt < 3 else { throw .failed(step: "create", error) }
+            try TemporaryFile.removeIfStale(directory: directory, name: temporaryName)
+        }
+    }
+
+    /// Removes a leftover temporary file whose writer is gone: one nobody holds a lock on.
+    static func removeIfStale(directory: DirectoryHandle, name: String) throws(PublishError) {
+        let old = openat(directory.fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard old >= 0 else {
+            if errno == ENOENT { return }  // gone meanwhile
+            throw .failed(step: "open stale temporary file", .current)
+        }
+        defer { close(old) }
+        guard flock(old, LOCK_EX | LOCK_NB) == 0 else {
+            if errno == EWOULDBLOCK { throw .busy }
+            throw .failed(step: "lock stale temporary file", .current)
+        }
+        if unlinkat(directory.fd, name, 0) != 0 && errno != ENOENT {
+            throw .failed(step: "remove stale temporary file", .current)
+        }
+    }
+
+    deinit {
+        close(fd)
+        if !published { discard() }
+    }
+
+    /// Appends bytes. The corresponding C function is `write`.
+    public func write(_ bytes: UnsafeRawBufferPointer) throws(Errno) {
+        if let error = writeAll(fd, bytes) { throw error }
+    }
+
+    /// Sets the permission bits, whatever the umask. The corresponding C function is `fchmod`.
+    public func setMode(_ mode: mode_t) throws(Errno) {
+        _ = try retryingOnInterrupt { fchmod(fd, mode) }
+    }
+
+    /// Makes the contents durable. The corresponding C function is `fsync`.
+    public func sync() throws(Errno) {
+        _ = try retryingOnInterrupt { fsync(fd) }
+    }
+
+    /// Asks the kernel to drop the file's cached pages, so that a read that follows comes from the
+    /// storage (where the file system allows it: local disks and NFS do). The corresponding C function
+    /// is `posix_fadvise`.
+    public func dropCache() {
+        _ = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+    }
+
+    /// Opens the temporary file again for reading (for verification).
+    public func openForReading() throws(Errno) -> Int32 {
+        try directory.openForReading(temporaryName)
+    }
+
+    /// Publishes the (synced) file under its final name without ever replacing an existing file, then
+    /// removes the temporary name and syncs the directory.
+    public func publish() throws(PublishError) {
+        if linkat(directory.fd, temporaryName, directory.fd, finalName, 0) != 0 {
+            let error = Errno.current
+            throw error == .fileExists ? .exists : .failed(step: "link", error)
+        }
+        published = true
+        // From here the final name is complete; the rest only tidies up and makes the new entry durable.
+        if unlinkat(directory.fd, temporaryName, 0) != 0 && errno != ENOENT {
+            throw .failed(step: "remove temporary file", .current)
+        }
+        Interruption.unregister()
+        do throws(Errno) {
+            try directory.sync()
+        } catch {
+            throw .failed(step: "sync directory", error)
+        }
+    }
+
+    /// Removes the temporary file (on failure paths).
+    public func discard() {
+        _ = unlinkat(directory.fd, temporaryName, 0)
+        Interruption.unregister()
+    }
+}

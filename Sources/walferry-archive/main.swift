@@ -1,8 +1,0 @@
-// walferry-archive arrives with its own issue; until then it says so and exits 1.
-import WalferryCore
-
-Console(program: "walferry-archive").error("walferry-archive is not implemented yet")
-#if canImport(Glibc)
-import Glibc
-#endif
-exit(1)
