@@ -34,42 +34,62 @@ public struct ProcessOutcome: Sendable, CustomStringConvertible {
 /// and keeps open for ever. For the same reason output goes to unlinked temporary files, not pipes.
 public func runProcess(_ executable: String, _ arguments: [String], workingDirectory: String? = nil,
                        environment: [String: String]? = nil, input: [UInt8]? = nil) throws -> ProcessOutcome {
-    let out = try CaptureFile(), err = try CaptureFile()
-    let stdin = try CaptureFile()
-    if let input { try stdin.write(input) }
+    try RunningProcess(executable, arguments, workingDirectory: workingDirectory, environment: environment, input: input).wait()
+}
 
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    if input == nil {
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    } else {
-        posix_spawn_file_actions_adddup2(&actions, stdin.fd, 0)
-    }
-    posix_spawn_file_actions_adddup2(&actions, out.fd, 1)
-    posix_spawn_file_actions_adddup2(&actions, err.fd, 2)
+/// A process started and not yet waited for: a test can signal it, then wait.
+public final class RunningProcess {
+    public let pid: pid_t
+    private let out: CaptureFile, err: CaptureFile, stdin: CaptureFile
 
-    // posix_spawn_file_actions_addchdir_np is a GNU extension Swift does not see; env -C changes directory.
-    let command = workingDirectory.map { ["/usr/bin/env", "-C", $0, executable] } ?? [executable]
-    let environmentList = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
-    var pid: pid_t = 0
-    let spawned = withCStrings(command + arguments) { argv in
-        withCStrings(environmentList) { envp in posix_spawn(&pid, command[0], &actions, nil, argv, envp) }
+    public init(_ executable: String, _ arguments: [String], workingDirectory: String? = nil,
+                environment: [String: String]? = nil, input: [UInt8]? = nil) throws {
+        out = try CaptureFile()
+        err = try CaptureFile()
+        stdin = try CaptureFile()
+        if let input { try stdin.write(input) }
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        if input == nil {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        } else {
+            posix_spawn_file_actions_adddup2(&actions, stdin.fd, 0)
+        }
+        posix_spawn_file_actions_adddup2(&actions, out.fd, 1)
+        posix_spawn_file_actions_adddup2(&actions, err.fd, 2)
+
+        // posix_spawn_file_actions_addchdir_np is a GNU extension Swift does not see; env -C changes directory.
+        let command = workingDirectory.map { ["/usr/bin/env", "-C", $0, executable] } ?? [executable]
+        let environmentList = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
+        var child: pid_t = 0
+        let spawned = withCStrings(command + arguments) { argv in
+            withCStrings(environmentList) { envp in posix_spawn(&child, command[0], &actions, nil, argv, envp) }
+        }
+        guard spawned == 0 else {
+            throw TestFailure("could not run \(executable): \(String(cString: strerror(spawned)))")
+        }
+        pid = child
     }
-    guard spawned == 0 else {
-        throw TestFailure("could not run \(executable): \(String(cString: strerror(spawned)))")
+
+    /// Sends `signal` to the process.
+    public func signal(_ signal: Int32) { kill(pid, signal) }
+
+    /// Waits for the process to end and returns what it did.
+    public func wait() throws -> ProcessOutcome {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            guard errno == EINTR else { throw TestFailure("waitpid failed: \(String(cString: strerror(errno)))") }
+        }
+        let signal = status & 0x7F  // WIFSIGNALED / WTERMSIG / WEXITSTATUS, which Swift does not import
+        let outBytes = try out.contents(), errBytes = try err.contents()
+        return ProcessOutcome(status: signal == 0 ? (status >> 8) & 0xFF : signal,
+                              signaled: signal != 0 && signal != 0x7F,
+                              stdout: String(decoding: outBytes, as: UTF8.self),
+                              stderr: String(decoding: errBytes, as: UTF8.self),
+                              stdoutBytes: outBytes)
     }
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 {
-        guard errno == EINTR else { throw TestFailure("waitpid failed: \(String(cString: strerror(errno)))") }
-    }
-    let signal = status & 0x7F  // WIFSIGNALED / WTERMSIG / WEXITSTATUS, which Swift does not import
-    let outBytes = try out.contents(), errBytes = try err.contents()
-    return ProcessOutcome(status: signal == 0 ? (status >> 8) & 0xFF : signal,
-                          signaled: signal != 0 && signal != 0x7F,
-                          stdout: String(decoding: outBytes, as: UTF8.self),
-                          stderr: String(decoding: errBytes, as: UTF8.self),
-                          stdoutBytes: outBytes)
 }
 
 /// Calls `body` with a NULL-terminated array of C strings.
