@@ -39,6 +39,9 @@ struct ArchiveCommand: ParsableCommand {
     @Option(name: [.customShort("j"), .long], help: "Threads for bzip2 compression (default: the CPUs online).")
     var jobs: Int?
 
+    @Option(help: ArgumentHelp("Read the copy back from the storage (default) or from the page cache.", valueName: "storage|cache"))
+    var verify: String?
+
     @Flag(name: [.customShort("V"), .long], help: "Print the version and exit.")
     var version = false
 
@@ -58,6 +61,9 @@ struct ArchiveCommand: ParsableCommand {
         guard surplus.isEmpty else { throw ValidationError("too many command-line arguments") }
         if let mode, parsedMode(mode) == nil { throw ValidationError("invalid mode \"\(mode)\": give octal permission bits such as 0640") }
         if let jobs, jobs < 1 || jobs > 256 { throw ValidationError("invalid number of jobs \(jobs): must be between 1 and 256") }
+        if let verify, ArchiveRequest.Verification(rawValue: verify) == nil {
+            throw ValidationError("invalid --verify \"\(verify)\": give storage or cache")
+        }
     }
 
     func parsedMode(_ text: String) -> mode_t? {
@@ -77,6 +83,7 @@ struct ArchiveCommand: ParsableCommand {
         var request = ArchiveRequest(source: source, destination: destination)
         request.mode = command.mode.flatMap(command.parsedMode)
         if let jobs = command.jobs { request.jobs = jobs }
+        if let verify = command.verify.flatMap(ArchiveRequest.Verification.init(rawValue:)) { request.verification = verify }
         Glibc.exit(runArchive(request, console: console).rawValue)
     }
 }

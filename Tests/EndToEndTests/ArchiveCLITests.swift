@@ -57,7 +57,7 @@ import TestSupport
         // A second segment: silent, like cp.
         let next = "000000010000000000000004"
         try writeFile(setup.data + "/pg_wal/" + next, Self.wal(next, seed: 2))
-        let second = try setup.archive(next, ["--mode", "0640"])
+        let second = try setup.archive(next, ["--mode", "0640", "--verify", "cache"])
         #expect(second.status == 0 && second.stderr == "" && second.stdout == "")
         #expect(fileMode(setup.archive + "/" + next) == 0o640)
     }
@@ -213,6 +213,7 @@ import TestSupport
         Usage(arguments: ["a", "b", "c"], lines: ["walferry-archive: error: too many command-line arguments", tryHelp]),
         Usage(arguments: ["--mode", "999", "a", "b"], lines: ["walferry-archive: error: invalid mode \"999\": give octal permission bits such as 0640", tryHelp]),
         Usage(arguments: ["-j", "0", "a", "b"], lines: ["walferry-archive: error: invalid number of jobs 0: must be between 1 and 256", tryHelp]),
+        Usage(arguments: ["--verify", "disk", "a", "b"], lines: ["walferry-archive: error: invalid --verify \"disk\": give storage or cache", tryHelp]),
         Usage(arguments: ["%f", "/mnt/archive/%f"], lines: [
             "walferry-archive: error: \"%f\" is not a WAL file name",
             "walferry-archive: hint: SOURCE is %p: the path of a segment, .partial, .backup or .history file under pg_wal."]),

@@ -3,9 +3,10 @@
 // Like `test ! -f DEST && cp SOURCE DEST` (the documented example) and PostgreSQL's basic_archive,
 // but durable, atomic, verified and strict:
 // - the copy goes to a temporary name in the archive directory, is fsynced, read back past the page
-//   cache and checked against the CRC-32C taken while reading SOURCE (for `.bz2`, decompressed and
-//   checked), then published with link(2), which never replaces a file, and the directory is fsynced
-//   (basic_archive renames, which would replace a file that appeared meanwhile, and does not verify);
+//   cache and compared byte for byte with SOURCE (for `.bz2`: decompressed and checked against the
+//   CRC-32C taken while SOURCE was compressed), then published with link(2), which never replaces a
+//   file, and the directory is fsynced (basic_archive renames, which would replace a file that
+//   appeared meanwhile, and does not verify);
 // - a file archived before with identical contents (also in the other form, with or without `.bz2`)
 //   is success after making sure it is durable; different contents are an error naming the offset of
 //   the first difference, and nothing is replaced;
@@ -53,6 +54,18 @@ public struct ArchiveRequest: Sendable {
     public var mode: mode_t?
     /// Compression threads for `.bz2`.
     public var jobs: Int = BZip2.defaultJobs
+    /// Where the published bytes are read back from for verification.
+    public var verification: Verification = .storage
+
+    /// Where verification reads the copy back from.
+    public enum Verification: String, Sendable, CaseIterable {
+        /// From the storage: the file's cached pages are dropped first (local disks, NFS), so the
+        /// read-back sees what the file system holds. Costs a second read of every segment.
+        case storage
+        /// From the page cache: checks everything walferry and the kernel did with the bytes, but not
+        /// what the device or the NFS server stored. About half the I/O.
+        case cache
+    }
 
     public init(source: String, destination: String) {
         self.source = source
@@ -129,14 +142,20 @@ private struct Archiver {
         }
         let tempPath = "\(archivePath)/\(temporary.temporaryName)"
 
-        let checksum = try copy(source, to: temporary, compress: compress, tempPath: tempPath)
-        do throws(Errno) {
-            try temporary.setMode(mode)
-            try temporary.sync()
-        } catch {
-            throw ArchiveFailure(status: .failure, message: "could not fsync file \"\(tempPath)\": \(error)")
+        if compress {
+            let checksum = try copyCompressed(source, to: temporary, tempPath: tempPath)
+            try syncTemporary(temporary, mode: mode, tempPath: tempPath)
+            try verifyCompressed(temporary, expected: checksum, length: source.size, tempPath: tempPath)
+        } else {
+            let mapping = try mapSource(source)
+            do throws(Errno) {
+                try temporary.write(mapping.bytes)
+            } catch {
+                throw ArchiveFailure(status: .failure, message: "could not write file \"\(tempPath)\": \(error)")
+            }
+            try syncTemporary(temporary, mode: mode, tempPath: tempPath)
+            try verifyPlain(temporary, against: mapping.bytes, tempPath: tempPath)
         }
-        try verify(temporary, compressed: compress, expected: checksum, length: source.size, tempPath: tempPath)
 
         do {
             try temporary.publish()
@@ -346,52 +365,82 @@ private struct Archiver {
 
     // MARK: - Copying and verifying
 
-    /// Copies SOURCE into the temporary file (compressing it for `.bz2`); returns the CRC-32C of what
-    /// was read.
-    func copy(_ source: SourceFile, to temporary: TemporaryFile, compress: Bool, tempPath: String) throws(ArchiveFailure) -> UInt32 {
+    /// SOURCE mapped into memory: written from there and compared with the read-back, so that a
+    /// segment is copied once instead of twice (read(2) into a buffer, then write(2)).
+    func mapSource(_ source: SourceFile) throws(ArchiveFailure) -> MappedFile {
+        do {
+            return try MappedFile(fd: source.fd, size: source.size)
+        } catch {
+            throw ArchiveFailure(status: .failure, message: "could not read file \"\(request.source)\": \(error)")
+        }
+    }
+
+    func syncTemporary(_ temporary: TemporaryFile, mode: mode_t, tempPath: String) throws(ArchiveFailure) {
+        do throws(Errno) {
+            try temporary.setMode(mode)
+            try temporary.sync()
+        } catch {
+            throw ArchiveFailure(status: .failure, message: "could not fsync file \"\(tempPath)\": \(error)")
+        }
+    }
+
+    /// Compresses SOURCE into the temporary file; returns the CRC-32C of what was read.
+    func copyCompressed(_ source: SourceFile, to temporary: TemporaryFile, tempPath: String) throws(ArchiveFailure) -> UInt32 {
         var crc = CRC32C()
-        if compress {
-            let result: (bytesIn: UInt64, bytesOut: UInt64)
-            do {
-                result = try BZip2.compress(from: source.fd, to: temporary.fd, level: 9, jobs: request.jobs) { crc.update($0) }
-            } catch {
-                switch error {
-                case .read(let errno): throw ArchiveFailure(status: .failure, message: "could not read file \"\(request.source)\": \(errno)")
-                case .write(let errno): throw ArchiveFailure(status: .failure, message: "could not write file \"\(tempPath)\": \(errno)")
-                default: throw ArchiveFailure(status: .failure, message: "could not compress file \"\(request.source)\": \(error)")
-                }
+        let result: (bytesIn: UInt64, bytesOut: UInt64)
+        do {
+            result = try BZip2.compress(from: source.fd, to: temporary.fd, level: 9, jobs: request.jobs) { crc.update($0) }
+        } catch {
+            switch error {
+            case .read(let errno): throw ArchiveFailure(status: .failure, message: "could not read file \"\(request.source)\": \(errno)")
+            case .write(let errno): throw ArchiveFailure(status: .failure, message: "could not write file \"\(tempPath)\": \(errno)")
+            default: throw ArchiveFailure(status: .failure, message: "could not compress file \"\(request.source)\": \(error)")
             }
-            guard result.bytesIn == source.size else { throw source.changedSize(read: result.bytesIn) }
-            return crc.value
         }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 16)
-        defer { buffer.deallocate() }
-        var total: UInt64 = 0
-        while true {
-            let count: Int
-            do throws(Errno) {
-                count = try readFully(source.fd, into: buffer)
-            } catch {
-                throw ArchiveFailure(status: .failure, message: "could not read file \"\(request.source)\": \(error)")
-            }
-            let chunk = UnsafeRawBufferPointer(rebasing: buffer[..<count])
-            crc.update(chunk)
-            do throws(Errno) {
-                try temporary.write(chunk)
-            } catch {
-                throw ArchiveFailure(status: .failure, message: "could not write file \"\(tempPath)\": \(error)")
-            }
-            total += UInt64(count)
-            if count < chunkSize { break }
-        }
-        guard total == source.size else { throw source.changedSize(read: total) }
+        guard result.bytesIn == source.size else { throw source.changedSize(read: result.bytesIn) }
         return crc.value
     }
 
-    /// Reads the synced temporary file back (past the page cache where possible) and checks it against
-    /// the CRC-32C and length of SOURCE.
-    func verify(_ temporary: TemporaryFile, compressed: Bool, expected: UInt32, length: UInt64, tempPath: String) throws(ArchiveFailure) {
-        temporary.dropCache()
+    /// Reads the synced copy back (past the page cache with `--verify storage`) and compares it byte
+    /// for byte with SOURCE.
+    func verifyPlain(_ temporary: TemporaryFile, against expected: UnsafeRawBufferPointer, tempPath: String) throws(ArchiveFailure) {
+        if request.verification == .storage { temporary.dropCache() }
+        let fd: Int32
+        do {
+            fd = try temporary.openForReading()
+        } catch {
+            throw ArchiveFailure(status: .failure, message: "could not open file \"\(tempPath)\": \(error)")
+        }
+        defer { close(fd) }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 16)
+        defer { buffer.deallocate() }
+        var offset = 0
+        while true {
+            let count: Int
+            do throws(Errno) {
+                count = try readFully(fd, into: buffer)
+            } catch {
+                throw ArchiveFailure(status: .failure, message: "could not read file \"\(tempPath)\": \(error)")
+            }
+            let read = UnsafeRawBufferPointer(rebasing: buffer[..<count])
+            let wanted = UnsafeRawBufferPointer(rebasing: expected[offset..<min(offset + count, expected.count)])
+            if let index = firstDifference(read, wanted) ?? (read.count == wanted.count ? nil : wanted.count) {
+                throw ArchiveFailure(status: .verification,
+                                     message: "verification of file \"\(tempPath)\" failed: the copy read back differs from the source at byte \(offset + index)")
+            }
+            offset += count
+            if count < chunkSize { break }
+        }
+        guard offset == expected.count else {
+            throw ArchiveFailure(status: .verification,
+                                 message: "verification of file \"\(tempPath)\" failed: read back \(offset) bytes, expected \(expected.count)")
+        }
+    }
+
+    /// Decompresses the synced copy (read past the page cache with `--verify storage`) and checks it
+    /// against the CRC-32C and length of SOURCE.
+    func verifyCompressed(_ temporary: TemporaryFile, expected: UInt32, length: UInt64, tempPath: String) throws(ArchiveFailure) {
+        if request.verification == .storage { temporary.dropCache() }
         let fd: Int32
         do {
             fd = try temporary.openForReading()
@@ -401,32 +450,16 @@ private struct Archiver {
         defer { close(fd) }
         var crc = CRC32C()
         var total: UInt64 = 0
-        if compressed {
-            do {
-                _ = try withDiscardedOutput { (null) throws(BZip2Error) in
-                    try BZip2.decompress(from: fd, to: null, jobs: request.jobs) { crc.update($0); total += UInt64($0.count) }
-                }
-            } catch {
-                throw ArchiveFailure(status: .verification, message: "verification of file \"\(tempPath)\" failed: \(error)")
+        do {
+            _ = try withDiscardedOutput { (null) throws(BZip2Error) in
+                try BZip2.decompress(from: fd, to: null, jobs: request.jobs) { crc.update($0); total += UInt64($0.count) }
             }
-        } else {
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 16)
-            defer { buffer.deallocate() }
-            while true {
-                let count: Int
-                do throws(Errno) {
-                    count = try readFully(fd, into: buffer)
-                } catch {
-                    throw ArchiveFailure(status: .failure, message: "could not read file \"\(tempPath)\": \(error)")
-                }
-                crc.update(UnsafeRawBufferPointer(rebasing: buffer[..<count]))
-                total += UInt64(count)
-                if count < chunkSize { break }
-            }
+        } catch {
+            throw ArchiveFailure(status: .verification, message: "verification of file \"\(tempPath)\" failed: \(error)")
         }
         guard crc.value == expected, total == length else {
             throw ArchiveFailure(status: .verification,
-                                 message: "verification of file \"\(tempPath)\" failed: read back \(total) bytes with CRC-32C \(hex(crc.value)), expected \(length) bytes with \(hex(expected))")
+                                 message: "verification of file \"\(tempPath)\" failed: decompressed \(total) bytes with CRC-32C \(hex(crc.value)), expected \(length) bytes with \(hex(expected))")
         }
     }
 

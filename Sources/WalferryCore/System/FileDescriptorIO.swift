@@ -60,3 +60,30 @@ func firstDifference(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -
     for index in low..<high where a[index] != b[index] { return index }
     return nil
 }
+
+/// A whole file mapped read-only into memory, unmapped on deinit. The corresponding C function is
+/// `mmap` (MAP_POPULATE, so that the pages are in place before they are used).
+///
+/// A mapped file that shrinks under the mapping raises SIGBUS on access; Interruption's handler turns
+/// that into a clean failure (temporary file removed, exit status 1) instead of a crash.
+final class MappedFile {
+    let bytes: UnsafeRawBufferPointer
+    private let length: Int
+
+    init(fd: Int32, size: UInt64) throws(Errno) {
+        length = Int(size)
+        guard length > 0 else {
+            bytes = UnsafeRawBufferPointer(start: nil, count: 0)
+            return
+        }
+        guard let address = mmap(nil, length, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0), address != MAP_FAILED else {
+            throw Errno.current
+        }
+        _ = madvise(address, length, MADV_SEQUENTIAL)
+        bytes = UnsafeRawBufferPointer(start: address, count: length)
+    }
+
+    deinit {
+        if let base = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), length) }
+    }
+}

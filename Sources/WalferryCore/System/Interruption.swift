@@ -20,7 +20,8 @@ public enum Interruption {
     nonisolated(unsafe) private static let nameBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: 512)
     nonisolated(unsafe) private static var exitStatus: Int32 = 1
 
-    private static let signals = [SIGTERM, SIGINT, SIGQUIT, SIGHUP]
+    // SIGBUS: a mapped file that shrank while it was read (FileDescriptorIO.swift's MappedFile).
+    private static let signals = [SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGBUS]
 
     /// Installs the handler: on any of the signals, remove the registered file and exit with `status`.
     /// SIGPIPE is ignored, so that a closed pipe is an error to report rather than a death.
