@@ -17,17 +17,7 @@ import Testing
 import TestSupport
 
 @Suite struct CleanupDifferentialTests {
-    /// SplitMix64: small, fast, and the same sequence for the same seed on every machine.
-    struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
+    typealias Generator = SplitMix64
 
     static func hex8(_ value: UInt32) -> String {
         let digits = String(value, radix: 16, uppercase: true)
@@ -76,7 +66,7 @@ import TestSupport
     }
 
     static func makeCase(seed: UInt64) -> Case {
-        var rng = Generator(state: seed)
+        var rng = Generator(seed: seed)
         var example = Case()
         let count = Int.random(in: 0...40, using: &rng)
         for _ in 0..<count {

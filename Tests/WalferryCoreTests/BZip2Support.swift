@@ -2,22 +2,11 @@
 // lbzip2 and pbzip2 commands run as subprocesses (CI installs the bzip2, lbzip2 and pbzip2 packages).
 
 import Foundation
+import TestSupport
 @testable import WalferryCore
 
 /// A small, fast, reproducible generator (SplitMix64), so that a failing input can be made again.
-struct SampleGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+typealias SampleGenerator = SplitMix64
 
 /// WAL-like sample data: words and hex, runs of one byte (which libbz2's first stage shortens), and
 /// random bytes, so that it compresses about 3 to 1 and exercises every part of the format.

@@ -401,16 +401,20 @@ private struct Archiver {
         return crc.value
     }
 
-    /// Reads the synced copy back (past the page cache with `--verify storage`) and compares it byte
-    /// for byte with SOURCE.
-    func verifyPlain(_ temporary: TemporaryFile, against expected: UnsafeRawBufferPointer, tempPath: String) throws(ArchiveFailure) {
+    /// Opens the synced copy for reading it back, after dropping its cached pages with `--verify storage`.
+    func openForVerification(_ temporary: TemporaryFile, tempPath: String) throws(ArchiveFailure) -> Int32 {
         if request.verification == .storage { temporary.dropCache() }
-        let fd: Int32
         do {
-            fd = try temporary.openForReading()
+            return try temporary.openForReading()
         } catch {
             throw ArchiveFailure(status: .failure, message: "could not open file \"\(tempPath)\": \(error)")
         }
+    }
+
+    /// Reads the synced copy back (past the page cache with `--verify storage`) and compares it byte
+    /// for byte with SOURCE.
+    func verifyPlain(_ temporary: TemporaryFile, against expected: UnsafeRawBufferPointer, tempPath: String) throws(ArchiveFailure) {
+        let fd = try openForVerification(temporary, tempPath: tempPath)
         defer { close(fd) }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 16)
         defer { buffer.deallocate() }
@@ -440,13 +444,7 @@ private struct Archiver {
     /// Decompresses the synced copy (read past the page cache with `--verify storage`) and checks it
     /// against the CRC-32C and length of SOURCE.
     func verifyCompressed(_ temporary: TemporaryFile, expected: UInt32, length: UInt64, tempPath: String) throws(ArchiveFailure) {
-        if request.verification == .storage { temporary.dropCache() }
-        let fd: Int32
-        do {
-            fd = try temporary.openForReading()
-        } catch {
-            throw ArchiveFailure(status: .failure, message: "could not open file \"\(tempPath)\": \(error)")
-        }
+        let fd = try openForVerification(temporary, tempPath: tempPath)
         defer { close(fd) }
         var crc = CRC32C()
         var total: UInt64 = 0
