@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # walferry-archive against the commands it replaces, in the same run, on the same real WAL segments,
 # each run the way the archiver runs it (sh -c from the data directory, into an ext4 archive folder):
-#   plain:   cp, `dd conv=fsync` (cp + fsync), walferry-archive %p DIR/%f
+#   plain:   cp, `dd conv=fsync` (cp + fsync), the same followed by a read-back past the page cache
+#            (`dd iflag=direct`: what walferry's default verification does), walferry-archive %p DIR/%f
+#            with --verify storage (the default) and --verify cache
 #   bzip2:   bzip2 -9, walferry-archive %p DIR/%f.bz2
 #   start-up: /bin/true against walferry-archive --version
 # Prints per-segment medians and the ratios of the issue's goals.
@@ -58,12 +60,14 @@ now_us() { local t=$EPOCHREALTIME; echo "${t/./}"; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 declare -A samples
-methods=(cp cp+fsync walferry bzip2-9 walferry-bz2)
+methods=(cp cp+fsync cp+fsync+readback walferry walferry-cache bzip2-9 walferry-bz2)
 command_for() {  # command_for METHOD NAME
     case $1 in
         cp) echo "cp pg_wal/$2 $work/dest/$2" ;;
         cp+fsync) echo "dd if=pg_wal/$2 of=$work/dest/$2 bs=1M conv=fsync status=none" ;;
+        cp+fsync+readback) echo "dd if=pg_wal/$2 of=$work/dest/$2 bs=1M conv=fsync status=none && dd if=$work/dest/$2 iflag=direct of=/dev/null bs=1M status=none" ;;
         walferry) echo "$ours pg_wal/$2 $work/dest/$2" ;;
+        walferry-cache) echo "$ours --verify cache pg_wal/$2 $work/dest/$2" ;;
         bzip2-9) echo "bzip2 -9 -c pg_wal/$2 > $work/dest/$2.bz2" ;;
         walferry-bz2) echo "$ours pg_wal/$2 $work/dest/$2.bz2" ;;
     esac
@@ -89,7 +93,8 @@ startup_true=() startup_ours=()
 for ((round = 0; round < 5; round++)); do startup_true+=($(loop /bin/true)); startup_ours+=($(loop "$ours" --version)); done
 
 med() { printf '%s\n' ${samples[$1]} | median; }
-cp_us=$(med cp) fsync_us=$(med cp+fsync) ours_us=$(med walferry) bz_us=$(med bzip2-9) ours_bz_us=$(med walferry-bz2)
+cp_us=$(med cp) fsync_us=$(med cp+fsync) readback_us=$(med cp+fsync+readback) ours_us=$(med walferry)
+cache_us=$(med walferry-cache) bz_us=$(med bzip2-9) ours_bz_us=$(med walferry-bz2)
 true_us=$(printf '%s\n' "${startup_true[@]}" | median)
 ours_start_us=$(printf '%s\n' "${startup_ours[@]}" | median)
 size=$(stat -c %s "$wal/${names[0]}")
@@ -98,9 +103,11 @@ echo
 echo "walferry-archive, ${#names[@]} real segments of $((size / 1048576)) MB, $rounds rounds, $(nproc) cores, archive on $(stat -f -c %T /tmp)"
 printf '%-40s %10s\n' "per segment (median)" "ms"
 for method in "${methods[@]}"; do printf '%-40s %10.2f\n' "$method" "$(echo "$(med "$method") / 1000" | bc -l)"; done
-awk -v a="$ours_us" -v c="$cp_us" -v f="$fsync_us" -v b="$bz_us" -v o="$ours_bz_us" -v t="$true_us" -v s="$ours_start_us" 'BEGIN {
+awk -v a="$ours_us" -v c="$cp_us" -v f="$fsync_us" -v r="$readback_us" -v k="$cache_us" -v b="$bz_us" -v o="$ours_bz_us" -v t="$true_us" -v s="$ours_start_us" 'BEGIN {
     printf "\nwalferry-archive / cp                      %6.2fx\n", a / c
     printf "walferry-archive / cp + fsync              %6.2fx   (goal: at most 1.2x)\n", a / f
+    printf "walferry-archive / cp + fsync + read-back  %6.2fx   (the same verification by hand)\n", a / r
+    printf "walferry-archive --verify cache / cp+fsync %6.2fx\n", k / f
     printf "walferry-archive %%f.bz2 / bzip2 -9         %6.2fx   (goal: at most 0.55x)\n", o / b
     printf "start-up: --version %.2f ms, /bin/true %.2f ms: %+.2f ms   (goal: at most +3 ms)\n", s / 1000, t / 1000, (s - t) / 1000
 }'
