@@ -335,16 +335,27 @@ import TestSupport
         let destination = compressed ? name + ".bz2" : name
         var generator = SystemRandomNumberGenerator()
         for round in 0..<12 {
+            let useTerm = round % 3 == 2
+            let temporary = setup.archive + "/." + destination + ".walferry-tmp"
+            if useTerm { try? FileManager.default.removeItem(atPath: temporary) }  // what a SIGKILL round left
             let process = try RunningProcess(walferryTool(Self.tool), ["pg_wal/" + name, setup.archive + "/" + destination],
                                              workingDirectory: setup.data)
-            usleep(UInt32.random(in: 0...(compressed ? 250_000 : 40_000), using: &generator))
-            let useTerm = round % 3 == 2
+            if useTerm {
+                // SIGTERM once the handler is in place (SigCgt in /proc). One that arrives in the first
+                // milliseconds, before main() installs it, ends the process by the signal with nothing
+                // written yet: the man page says so.
+                let deadline = Date().addingTimeInterval(5)
+                while !catchesSIGTERM(process.pid) && Date() < deadline { usleep(100) }
+                usleep(UInt32.random(in: 0...(compressed ? 100_000 : 10_000), using: &generator))
+            } else {
+                usleep(UInt32.random(in: 0...(compressed ? 250_000 : 40_000), using: &generator))
+            }
             process.signal(useTerm ? SIGTERM : SIGKILL)
             let outcome = try process.wait()
             if useTerm {
                 #expect(!outcome.signaled, "SIGTERM must end in an exit status: \(outcome)")
                 #expect([0, 1].contains(outcome.status), "\(outcome)")
-                #expect(!entryExists(setup.archive + "/." + destination + ".walferry-tmp"))
+                #expect(!entryExists(temporary))
             }
             let path = setup.archive + "/" + destination
             if entryExists(path) {
@@ -357,5 +368,14 @@ import TestSupport
         let rerun = try setup.archive(name, as: destination)
         #expect(rerun.status == 0, "\(rerun)")
         #expect(try listDirectory(setup.archive).filter { $0.hasPrefix(".") } == [])
+    }
+
+    /// Whether process `pid` has a handler installed for SIGTERM (bit 15 of SigCgt in /proc/PID/status).
+    func catchesSIGTERM(_ pid: pid_t) -> Bool {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("SigCgt:") }),
+              let mask = UInt64(line.dropFirst("SigCgt:".count).trimmingCharacters(in: .whitespaces), radix: 16)
+        else { return false }
+        return mask & (1 << (UInt64(SIGTERM) - 1)) != 0
     }
 }

@@ -63,9 +63,21 @@ public final class RunningProcess {
         // posix_spawn_file_actions_addchdir_np is a GNU extension Swift does not see; env -C changes directory.
         let command = workingDirectory.map { ["/usr/bin/env", "-C", $0, executable] } ?? [executable]
         let environmentList = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
+        // The test runner's threads block some signals, and a child inherits the mask (and ignored
+        // signals): a pgbench -T would then never see its alarm. Start every child with nothing blocked
+        // and the default action for every signal, as a shell would.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var empty = sigset_t(), all = sigset_t()
+        sigemptyset(&empty)
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         var child: pid_t = 0
         let spawned = withCStrings(command + arguments) { argv in
-            withCStrings(environmentList) { envp in posix_spawn(&child, command[0], &actions, nil, argv, envp) }
+            withCStrings(environmentList) { envp in posix_spawn(&child, command[0], &actions, &attributes, argv, envp) }
         }
         guard spawned == 0 else {
             throw TestFailure("could not run \(executable): \(String(cString: strerror(spawned)))")
