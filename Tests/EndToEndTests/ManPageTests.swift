@@ -7,7 +7,7 @@ import TestSupport
 
 @Suite struct ManPageTests {
     /// The tools that have a man page so far; each later tool adds itself here.
-    static let tools = ["walferry-archive", "walferry-cleanup"]
+    static let tools = ["walferry-archive", "walferry-backup", "walferry-cleanup"]
 
     static func page(_ tool: String) throws -> String {
         try String(contentsOfFile: packageRoot + "/man/\(tool).1", encoding: .utf8)
@@ -50,6 +50,8 @@ import TestSupport
         }
         let configuration = [
             "walferry-archive": "archive_command = 'walferry-archive %p /mnt/archive/%f'",
+            // Not postgresql.conf for walferry-backup: the crontab line.
+            "walferry-backup": "15 2 * * * walferry-backup -D /var/lib/postgresql/15/main -o /mnt/backups --wal-archive /mnt/archive --keep 7",
             "walferry-cleanup": "archive_cleanup_command = 'walferry-cleanup /mnt/archive %r'",
         ]
         if let line = configuration[tool] { #expect(page.contains(line), "man/\(tool).1 lacks the postgresql.conf line") }

@@ -1,0 +1,396 @@
+// walferry-backup against real servers, as an operator would use it: a backup taken under pgbench
+// load, extracted with tar, checked by pg_verifybackup and restored to the primary's exact data; a
+// cluster with a tablespace; a session killed mid-backup, a second run refused, a signal, and
+// retention of backups and WAL; the version-2 manifest of PostgreSQL 17 and 18.
+//
+// Like PostgreSQL's src/bin/pg_basebackup/t/010_pg_basebackup.pl and pg_verifybackup's tests, on
+// throwaway clusters (TestSupport/PostgresCluster.swift). The archive is filled with a guarded cp and
+// read back with cp: they become walferry-archive and walferry-restore when those land.
+
+import Foundation
+import Testing
+import TestSupport
+
+/// A data directory restored from a backup, started by the test on its own socket.
+final class RestoredServer {
+    let installation: PostgresInstallation
+    let folder: TemporaryDirectory
+    let dataDirectory: String
+    let socketDirectory: String
+    private var running = false
+
+    /// Extracts `tarball` into a fresh 0700 data directory owned by the postgres user.
+    init(installation: PostgresInstallation, tarball: String) throws {
+        self.installation = installation
+        folder = try TemporaryDirectory(prefix: "walferry-restored")
+        dataDirectory = try folder.makeDirectory("data", mode: 0o700)
+        socketDirectory = try folder.makeDirectory("socket", mode: 0o700)
+        let extract = try runProcess("/bin/tar", ["-xjf", tarball, "-C", dataDirectory])
+        guard extract.status == 0 else { throw TestFailure("tar -xjf \(tarball) failed: \(extract)") }
+        try handToPostgresUser(folder.path)
+    }
+
+    deinit { if running { _ = try? runAsPostgresUser(installation.tool("pg_ctl"), ["-D", dataDirectory, "-m", "immediate", "-w", "stop"]) } }
+
+    /// Appends settings that make it a server of its own (socket, no archiving) plus `extra`.
+    func configure(_ extra: [String: String] = [:]) throws {
+        var settings = ["unix_socket_directories": "'\(socketDirectory)'", "port": "5432", "archive_mode": "off",
+                        "archive_command": "''"]
+        settings.merge(extra) { _, new in new }
+        let lines = settings.sorted { $0.key < $1.key }.map { "\($0.key) = \($0.value)\n" }.joined()
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: dataDirectory + "/postgresql.conf"))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data(lines.utf8))
+        try handle.close()
+    }
+
+    func start() throws {
+        let outcome = try runAsPostgresUser(installation.tool("pg_ctl"),
+                                            ["-D", dataDirectory, "-l", folder.join("server.log"), "-w", "-t", "120", "start"],
+                                            workingDirectory: folder.path)
+        guard outcome.status == 0 else { throw TestFailure("pg_ctl start failed: \(outcome)\n\(log())") }
+        running = true
+    }
+
+    func sql(_ statement: String) throws -> String {
+        let outcome = try runProcess(installation.tool("psql"), ["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-h", socketDirectory,
+                                                                  "-p", "5432", "-U", "postgres", "-d", "postgres", "-c", statement])
+        guard outcome.status == 0 else { throw TestFailure("psql failed on \(statement): \(outcome)") }
+        return outcome.stdout.hasSuffix("\n") ? String(outcome.stdout.dropLast()) : outcome.stdout
+    }
+
+    func log() -> String { (try? String(contentsOfFile: folder.join("server.log"), encoding: .utf8)) ?? "(no log)" }
+}
+
+/// What identifies the data at a point: row counts, balances and a digest of pgbench's history.
+func pgbenchState(_ sql: (String) throws -> String) throws -> String {
+    try sql("""
+        SELECT (SELECT count(*) || ':' || sum(abalance) FROM pgbench_accounts) || '/' ||
+               (SELECT sum(bbalance) FROM pgbench_branches) || '/' ||
+               (SELECT count(*) || ':' || coalesce(md5(string_agg(tid || ',' || bid || ',' || aid || ',' || delta, ';' ORDER BY mtime, tid, aid, delta)), '')
+                FROM pgbench_history)
+        """)
+}
+
+func conninfo(_ cluster: PostgresCluster) -> String {
+    "host=\(cluster.socketDirectory) port=\(cluster.port) user=postgres dbname=postgres"
+}
+
+/// A cluster archiving with a guarded cp into `archive` (walferry-archive replaces it when it lands).
+func archivingCluster(_ installation: PostgresInstallation, archive: String, name: String) throws -> PostgresCluster {
+    try PostgresCluster(installation: installation, name: name, settings: [
+        "archive_mode": "on",
+        "archive_command": "'test ! -f \(archive)/%f && cp %p \(archive)/%f'",
+    ])
+}
+
+/// Runs pg_verifybackup as the postgres user; returns its outcome.
+func verifyBackup(_ installation: PostgresInstallation, _ arguments: [String]) throws -> ProcessOutcome {
+    try runAsPostgresUser(installation.tool("pg_verifybackup"), arguments)
+}
+
+/// The sorted member names of a tarball as `tool -tjf` lists them.
+func tarMembers(_ tool: String, _ tarball: String) throws -> [String] {
+    let outcome = try runProcess(tool, ["-tjf", tarball])
+    guard outcome.status == 0 else { throw TestFailure("\(tool) -tjf \(tarball): \(outcome)") }
+    return outcome.stdoutLines.sorted()
+}
+
+/// A process running in the background, its standard error captured in a file.
+///
+/// Started with posix_spawn and reaped with waitpid, as TestSupport's runProcess, rather than with
+/// Foundation's Process, whose termination monitoring is not needed here.
+final class BackgroundProcess {
+    let pid: pid_t
+    let stderrPath: String
+    private let folder: TemporaryDirectory
+    private var exitStatus: Int32?
+
+    init(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws {
+        folder = try TemporaryDirectory(prefix: "walferry-bg")
+        stderrPath = folder.join("stderr")
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        let environmentList = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }.map { "\($0.key)=\($0.value)" }
+        func cStrings(_ strings: [String]) -> [UnsafeMutablePointer<CChar>?] { strings.map { strdup($0) } + [nil] }
+        let argv = cStrings([executable] + arguments), envp = cStrings(environmentList)
+        defer { (argv + envp).forEach { free($0) } }
+        // The test runner blocks some signals in its threads, and a spawned process inherits the mask:
+        // pgbench -T never ends with SIGALRM blocked. Start with nothing blocked and default actions.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t(), all = sigset_t()
+        sigemptyset(&none)
+        sigfillset(&all)
+        sigdelset(&all, SIGKILL)
+        sigdelset(&all, SIGSTOP)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var child: pid_t = 0
+        let spawned = posix_spawn(&child, executable, &actions, &attributes, argv, envp)
+        guard spawned == 0 else { throw TestFailure("could not run \(executable): \(String(cString: strerror(spawned)))") }
+        pid = child
+    }
+
+    deinit {
+        if exitStatus == nil {
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+        }
+    }
+
+    /// Sends SIGTERM.
+    func terminate() { kill(pid, SIGTERM) }
+
+    /// Waits for the exit, with a deadline; returns the exit status (128 + N for a signal).
+    func wait(timeout: Double) throws -> Int32 {
+        try waitUntil("process \(pid) exits", timeout: timeout) {
+            if exitStatus != nil { return true }
+            var status: Int32 = 0
+            guard waitpid(pid, &status, WNOHANG) == pid else { return false }
+            let signal = status & 0x7F
+            exitStatus = signal == 0 ? (status >> 8) & 0xFF : 128 + signal
+            return true
+        }
+        return exitStatus ?? -1
+    }
+
+    var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+}
+
+@Suite(.serialized) struct BackupClusterTests {
+    @Test func backupUnderLoadVerifiesAndRestoresToThePrimarysData() throws {
+        let pg = try PostgresInstallation.system()
+        let folder = try TemporaryDirectory(prefix: "walferry-backup-load")
+        let archive = try folder.makeDirectory("archive")
+        try handToPostgresUser(archive)
+        let backups = try folder.makeDirectory("backups")
+        let primary = try archivingCluster(pg, archive: archive, name: "primary")
+        try primary.start()
+        defer { try? primary.stop() }
+        let bench = ["-h", primary.socketDirectory, "-p", "\(primary.port)", "-U", "postgres"]
+        let initialise = try runProcess(pg.tool("pgbench"), ["-i", "-s", "2", "-q"] + bench + ["postgres"])
+        #expect(initialise.status == 0, "\(initialise)")
+
+        // A bounded load in the background for the whole backup.
+        let load = try BackgroundProcess(pg.tool("pgbench"), ["-n", "-c", "2", "-T", "6"] + bench + ["postgres"])
+        usleep(300_000)
+        let outcome = try runTool("walferry-backup", ["-d", conninfo(primary), "-D", primary.dataDirectory, "-o", backups,
+                                                      "-c", "fast", "-j", "2", "--wal-archive", archive])
+        #expect(outcome.status == 0, "\(outcome)")
+        #expect(outcome.stdout == "" && outcome.stderr == "", "a successful run is silent: \(outcome)")
+        #expect(try load.wait(timeout: 60) == 0, "pgbench: \(load.stderr)")
+
+        // The chosen point: after the load, with every segment up to it archived.
+        let expected = try pgbenchState { try primary.sql($0) }
+        let lastSegment = try primary.sql("SELECT pg_walfile_name(pg_current_wal_lsn())")
+        try primary.sql("SELECT pg_switch_wal()")
+        try waitUntil("\(lastSegment) is archived") { entryExists(archive + "/" + lastSegment) }
+
+        let names = try listDirectory(backups)
+        #expect(names.count == 2 && names[0] == ".walferry-backup.lock", "\(names)")
+        let backup = backups + "/" + names[1]
+        #expect(try listDirectory(backup) == ["backup_manifest", "base.tar.bz2"])
+        let members = try tarMembers("/bin/tar", backup + "/base.tar.bz2")
+        #expect(members == (try tarMembers("/usr/bin/bsdtar", backup + "/base.tar.bz2")))
+        #expect(members.contains("backup_label") && members.contains("global/pg_control") && members.contains("pg_wal/archive_status/"))
+        #expect(!members.contains("postmaster.pid") && !members.contains("tablespace_map"))
+
+        let restored = try RestoredServer(installation: pg, tarball: backup + "/base.tar.bz2")
+        try FileManager.default.copyItem(atPath: backup + "/backup_manifest", toPath: restored.dataDirectory + "/backup_manifest")
+        try handToPostgresUser(restored.dataDirectory + "/backup_manifest", recursive: false)
+        // The WAL in the tarball and the archive both satisfy pg_verifybackup's WAL check.
+        for arguments in [[restored.dataDirectory], ["-w", archive, restored.dataDirectory], ["-n", restored.dataDirectory]] {
+            let verify = try verifyBackup(pg, arguments)
+            #expect(verify.status == 0 && verify.stdout == "backup successfully verified\n", "\(arguments): \(verify)")
+        }
+
+        try restored.configure(["restore_command": "'cp \(archive)/%f %p'"])  // walferry-restore when it lands
+        try writeFile(restored.dataDirectory + "/recovery.signal", [])
+        try handToPostgresUser(restored.dataDirectory + "/recovery.signal", recursive: false)
+        try restored.start()
+        do {
+            try waitUntil("the restored server has replayed the archive and promoted", timeout: 120) {
+                (try? restored.sql("SELECT pg_is_in_recovery()")) == "f"
+            }
+        } catch {
+            Issue.record("\(error)\n\(restored.log())")
+            return
+        }
+        #expect(try pgbenchState { try restored.sql($0) } == expected)
+    }
+
+    @Test func tablespacesGetTheirOwnTarballsAndRestoreAsSymlinks() throws {
+        let pg = try PostgresInstallation.system()
+        let folder = try TemporaryDirectory(prefix: "walferry-backup-ts")
+        let archive = try folder.makeDirectory("archive")
+        let location = try folder.makeDirectory("ts1", mode: 0o700)
+        try handToPostgresUser(archive)
+        try handToPostgresUser(location)
+        let backups = try folder.makeDirectory("backups")
+        let primary = try archivingCluster(pg, archive: archive, name: "primary-ts")
+        try primary.start()
+        defer { try? primary.stop() }
+        try primary.sql("CREATE TABLESPACE ts1 LOCATION '\(location)'")
+        try primary.sql("CREATE TABLE t (x int) TABLESPACE ts1")
+        try primary.sql("INSERT INTO t SELECT generate_series(1, 1000)")
+        let oid = try primary.sql("SELECT oid FROM pg_tablespace WHERE spcname = 'ts1'")
+
+        // A single tarball cannot hold a tablespace.
+        for output in ["-", folder.join("single.tar.bz2")] {
+            let refused = try runTool("walferry-backup", ["-d", conninfo(primary), "-D", primary.dataDirectory, "-o", output, "-c", "fast"])
+            #expect(refused.status == 2)
+            #expect(refused.stdout == "")
+            #expect(refused.stderrLines == [
+                "walferry-backup: error: the cluster has 1 tablespace(s), which a single tarball cannot hold",
+                "walferry-backup: hint: Give a directory to -o: each tablespace gets its own <oid>.tar.bz2 there, as pg_basebackup -Ft writes.",
+            ])
+        }
+        #expect(!entryExists(folder.join("single.tar.bz2")))
+
+        let outcome = try runTool("walferry-backup", ["-d", conninfo(primary), "-D", primary.dataDirectory, "-o", backups,
+                                                      "-c", "fast", "--wal-archive", archive])
+        #expect(outcome.status == 0, "\(outcome)")
+        let backup = backups + "/" + (try listDirectory(backups).last ?? "")
+        #expect(try listDirectory(backup) == ["\(oid).tar.bz2", "backup_manifest", "base.tar.bz2"])
+        let tablespaceMembers = try tarMembers("/bin/tar", backup + "/\(oid).tar.bz2")
+        #expect(tablespaceMembers.first?.hasPrefix("PG_15_") == true && tablespaceMembers.allSatisfy { $0.hasPrefix("PG_15_") })
+        let baseMembers = try tarMembers("/bin/tar", backup + "/base.tar.bz2")
+        #expect(baseMembers.contains("tablespace_map") && baseMembers.contains("pg_tblspc/"))
+        #expect(!baseMembers.contains { $0.hasPrefix("pg_tblspc/\(oid)") })
+
+        // Restored elsewhere: the tablespace extracted to a new location, tablespace_map edited to it
+        // (what an operator does when relocating), pg_tblspc/<oid> left for the server to make.
+        let restored = try RestoredServer(installation: pg, tarball: backup + "/base.tar.bz2")
+        let newLocation = try restored.folder.makeDirectory("ts1-restored", mode: 0o700)
+        #expect(try runProcess("/bin/tar", ["-xjf", backup + "/\(oid).tar.bz2", "-C", newLocation]).status == 0)
+        try handToPostgresUser(restored.folder.path)
+        #expect(try String(contentsOfFile: restored.dataDirectory + "/tablespace_map", encoding: .utf8) == "\(oid) \(location)\n")
+
+        // pg_verifybackup reaches the tablespace through a link, as after a restore.
+        let link = restored.dataDirectory + "/pg_tblspc/\(oid)"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: newLocation)
+        try FileManager.default.copyItem(atPath: backup + "/backup_manifest", toPath: restored.dataDirectory + "/backup_manifest")
+        try handToPostgresUser(restored.folder.path)
+        let verify = try verifyBackup(pg, [restored.dataDirectory])
+        #expect(verify.status == 0 && verify.stdout == "backup successfully verified\n", "\(verify)")
+        try FileManager.default.removeItem(atPath: link)
+
+        try writeFile(restored.dataDirectory + "/tablespace_map", Array("\(oid) \(newLocation)\n".utf8))
+        try handToPostgresUser(restored.dataDirectory + "/tablespace_map", recursive: false)
+        try restored.configure()
+        try restored.start()
+        #expect(try restored.sql("SELECT count(*) FROM t") == "1000")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: link) == newLocation)
+    }
+
+    @Test func aKilledSessionFailsAtOnceASecondRunIsRefusedAndRetentionKeepsN() throws {
+        let pg = try PostgresInstallation.system()
+        let folder = try TemporaryDirectory(prefix: "walferry-backup-kill")
+        let archive = try folder.makeDirectory("archive")
+        try handToPostgresUser(archive)
+        let backups = try folder.makeDirectory("backups")
+        let primary = try archivingCluster(pg, archive: archive, name: "primary-kill")
+        try primary.start()
+        defer { try? primary.stop() }
+        let arguments = ["-d", conninfo(primary), "-D", primary.dataDirectory, "-o", backups, "-c", "fast"]
+
+        /// Starts a slowed backup (WALFERRY_BACKUP_TEST_DELAY_MS: 20 ms a file, about 20 s for a fresh
+        /// cluster) and waits until it is copying.
+        func slowBackup() throws -> BackgroundProcess {
+            let run = try BackgroundProcess(walferryTool("walferry-backup"), arguments,
+                                            environment: ["WALFERRY_BACKUP_TEST_DELAY_MS": "20"])
+            try waitUntil("the backup is copying", timeout: 30) {
+                (try listDirectory(backups)).contains { name in
+                    name.hasPrefix(".walferry-backup-partial-") && entryExists(backups + "/" + name + "/base.tar.bz2")
+                }
+            }
+            return run
+        }
+
+        // 1. The session is terminated mid-copy: exit 5 at once, nothing left.
+        let killed = try slowBackup()
+        // 2. Meanwhile a second run is refused at once, touching nothing.
+        let second = try runTool("walferry-backup", arguments)
+        #expect(second.status == 6)
+        #expect(second.stderrLines == [
+            "walferry-backup: error: another walferry-backup is already writing to \"\(backups)\"",
+            "walferry-backup: hint: Wait for it to finish, or space the cron entries further apart; the lock is \"\(backups)/.walferry-backup.lock\".",
+        ])
+        #expect(try primary.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'walferry-backup'") == "1")
+        #expect(try primary.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'walferry-backup'") == "t")
+        let killedAt = Date()
+        #expect(try killed.wait(timeout: 15) == 5, "\(killed.stderr)")
+        #expect(Date().timeIntervalSince(killedAt) < 5, "the backup went on for \(Date().timeIntervalSince(killedAt)) s")
+        #expect(killed.stderr.split(separator: "\n").map(String.init) == [
+            // The server's WARNING reaches the client before the FATAL that ends the session.
+            "walferry-backup: warning: server: aborting backup due to backend exiting before pg_backup_stop was called",
+            "walferry-backup: error: the backup's session ended before pg_backup_stop, so the backup is void: FATAL:  terminating connection due to administrator command",
+            "walferry-backup: hint: Check the server log: the session was terminated, or the connection was lost.",
+        ])
+        #expect(try listDirectory(backups) == [".walferry-backup.lock"])
+
+        // 3. SIGTERM mid-copy: exit 8, nothing left, and the server's backup is aborted with the session.
+        let interrupted = try slowBackup()
+        interrupted.terminate()
+        #expect(try interrupted.wait(timeout: 15) == 8, "\(interrupted.stderr)")
+        #expect(interrupted.stderr == "walferry-backup: error: interrupted by signal 15 (SIGTERM); the backup was abandoned\n")
+        #expect(try listDirectory(backups) == [".walferry-backup.lock"])
+
+        // 4. Three backups with --keep 2: the two newest stay, with the WAL from the older one's start.
+        var starts: [String] = []
+        for round in 1...3 {
+            try primary.sql("CREATE TABLE r\(round) AS SELECT generate_series(1, 1000) AS x")
+            let run = try runTool("walferry-backup", arguments + ["--wal-archive", archive, "--keep", "2", "-v"])
+            #expect(run.status == 0, "\(run)")
+            let start = run.stderrLines.first { $0.contains("start WAL file ") }?.components(separatedBy: "start WAL file ").last?.prefix(24)
+            starts.append(String(start ?? ""))
+            if round == 3 {
+                #expect(run.stderrLines.contains { $0.hasPrefix("walferry-backup: removed old backup \"") }, "\(run)")
+                #expect(run.stderrLines.contains("walferry-backup: removed WAL older than \(starts[1]) from \"\(archive)\""), "\(run)")
+            }
+            usleep(1_000_000)  // distinct directory names, one second apart
+        }
+        let kept = try listDirectory(backups).filter { !$0.hasPrefix(".") }
+        #expect(kept.count == 2, "\(kept)")
+        let segments = try listDirectory(archive).filter { $0.count == 24 }
+        #expect(segments.first == starts[1], "\(segments) \(starts)")
+        #expect(segments.contains(starts[2]))
+    }
+
+    /// 17 and 18: pg_backup_start/stop, a version-2 manifest (with the system identifier, which their
+    /// pg_verifybackup compares with pg_control), pg_wal/summaries.
+    @Test(arguments: [17, 18])
+    func newerServersGetAVersion2ManifestThatTheirVerifierAccepts(major: Int) throws {
+        let pg = try PostgresInstallation.version(major)
+        let folder = try TemporaryDirectory(prefix: "walferry-backup-\(major)")
+        let archive = try folder.makeDirectory("archive")
+        try handToPostgresUser(archive)
+        let primary = try archivingCluster(pg, archive: archive, name: "primary-\(major)")
+        try primary.start()
+        defer { try? primary.stop() }
+        try primary.sql("CREATE TABLE t AS SELECT generate_series(1, 500) AS x")
+        let tarball = folder.join("backup.tar.bz2")
+        let outcome = try runTool("walferry-backup", ["-d", conninfo(primary), "-D", primary.dataDirectory, "-o", tarball,
+                                                      "-c", "fast", "--wal-archive", archive])
+        #expect(outcome.status == 0, "\(outcome)")
+        #expect(try tarMembers("/bin/tar", tarball).contains("pg_wal/summaries/"))
+        let restored = try RestoredServer(installation: pg, tarball: tarball)
+        let manifest = try String(contentsOfFile: restored.dataDirectory + "/backup_manifest", encoding: .utf8)
+        let identifier = try primary.sql("SELECT system_identifier FROM pg_control_system()")
+        #expect(manifest.hasPrefix("{ \"PostgreSQL-Backup-Manifest-Version\": 2,\n\"System-Identifier\": \(identifier),\n"))
+        let verify = try verifyBackup(pg, [restored.dataDirectory])
+        #expect(verify.status == 0 && verify.stdout == "backup successfully verified\n", "\(verify)")
+        // Restored without an archive: crash recovery from the WAL in the tarball.
+        try restored.configure()
+        try restored.start()
+        #expect(try restored.sql("SELECT count(*) FROM t") == "500")
+    }
+}
