@@ -66,7 +66,7 @@ struct BackupCommand: ParsableCommand {
     var checkpoint = "spread"
 
     @Option(name: .customLong("wal-archive"),
-            help: ArgumentHelp("The WAL archive (%f or %f.bz2 files): put the backup's WAL into it, and prune it with --keep.",
+            help: ArgumentHelp("The WAL archive (%f or %f.bz2 files): copy the backup's WAL from it into the tarball's pg_wal, and prune it with --keep.",
                                valueName: "DIR"))
     var walArchive: String?
 
