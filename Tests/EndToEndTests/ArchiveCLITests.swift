@@ -291,7 +291,8 @@ import TestSupport
         try writeFile(temporary, Array(repeating: 0xAB, count: 1000))  // a writer that died: no lock held
 
         // A live writer holds the lock: left alone, and the run fails as busy.
-        let fd = open(temporary, O_RDONLY)
+        // Close-on-exec: a child that some other test spawns meanwhile must not inherit the lock.
+        let fd = open(temporary, O_RDONLY | O_CLOEXEC)
         #expect(flock(fd, LOCK_EX) == 0)
         let busy = try setup.archive(next)
         #expect(busy.status == 7)

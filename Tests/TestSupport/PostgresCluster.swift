@@ -29,12 +29,14 @@ public struct PostgresInstallation: Sendable {
     }
 
     /// PostgreSQL `major`: Debian's when it is that version, else `WALFERRY_PG<major>_BINDIR`, else the copy
-    /// that scripts/test unpacks into `.build/postgresql-<major>/bin`.
+    /// that scripts/setup unpacks into `/var/tmp/walferry-postgresql-<major>` (outside the checkout, so
+    /// that the postgres user can run it even when the checkout is under root's home).
     public static func version(_ major: Int) throws -> PostgresInstallation {
         if let system = try? system(), system.majorVersion == major { return system }
         var candidates: [String] = []
         if let dir = ProcessInfo.processInfo.environment["WALFERRY_PG\(major)_BINDIR"], !dir.isEmpty { candidates.append(dir) }
-        candidates.append(packageRoot + "/.build/postgresql-\(major)/bin")
+        let cache = ProcessInfo.processInfo.environment["WALFERRY_PG_CACHE"].flatMap { $0.isEmpty ? nil : $0 } ?? "/var/tmp"
+        candidates.append(cache + "/walferry-postgresql-\(major)/bin")
         for dir in candidates where FileManager.default.isExecutableFile(atPath: dir + "/pg_ctl") {
             let installation = try PostgresInstallation(bindir: dir)
             if installation.majorVersion == major { return installation }
