@@ -85,10 +85,16 @@ public final class TemporaryFile {
         var attempt = 0
         while true {
             attempt += 1
-            let created = openat(directory.fd, temporaryName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+            // Created and registered with the signals blocked: an interruption in between would leave
+            // a file that no handler knows about.
+            let name = temporaryName
+            let (created, error) = Interruption.withSignalsBlocked { () -> (Int32, Errno) in
+                let fd = openat(directory.fd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+                let error = Errno.current
+                if fd >= 0 { Interruption.register(directoryFD: directory.fd, name: name) }
+                return (fd, error)
+            }
             if created >= 0 {
-                // Registered before anything is written, so that an interruption from here on removes it.
-                Interruption.register(directoryFD: directory.fd, name: temporaryName)
                 if flock(created, LOCK_EX | LOCK_NB) != 0 {
                     // Someone judged it stale between our create and lock: let them have it.
                     let error = Errno.current
@@ -99,7 +105,6 @@ public final class TemporaryFile {
                 fd = created
                 return
             }
-            let error = Errno.current
             guard error == .fileExists, attempt < 3 else { throw .failed(step: "create", error) }
             try TemporaryFile.removeIfStale(directory: directory, name: temporaryName)
         }

@@ -53,12 +53,14 @@ public enum Interruption {
         withSignalsBlocked { directoryFD = -1 }
     }
 
-    private static func withSignalsBlocked(_ body: () -> Void) {
+    /// Runs `body` with the handled signals blocked: one that arrives meanwhile is handled right after,
+    /// so the handler never sees a half-made state (a file created but not yet registered).
+    static func withSignalsBlocked<T>(_ body: () -> T) -> T {
         var blocked = sigset_t(), previous = sigset_t()
         sigemptyset(&blocked)
         for number in signals { sigaddset(&blocked, number) }
         pthread_sigmask(SIG_BLOCK, &blocked, &previous)
-        body()
-        pthread_sigmask(SIG_SETMASK, &previous, nil)
+        defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+        return body()
     }
 }
