@@ -47,7 +47,9 @@ public final class DirectoryHandle {
 
     /// Opens an entry for reading, never through a symbolic link.
     public func openForReading(_ name: String) throws(Errno) -> Int32 {
-        try retryingOnInterrupt { openat(fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) }
+        // O_NONBLOCK: a FIFO planted under a WAL name must not hang the archiver in open(); it has no
+        // effect on regular files.
+        try retryingOnInterrupt { openat(fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK) }
     }
 
     /// Removes an entry (a file); a missing one is not an error.
@@ -112,7 +114,7 @@ public final class TemporaryFile {
 
     /// Removes a leftover temporary file whose writer is gone: one nobody holds a lock on.
     static func removeIfStale(directory: DirectoryHandle, name: String) throws(PublishError) {
-        let old = openat(directory.fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        let old = openat(directory.fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
         guard old >= 0 else {
             if errno == ENOENT { return }  // gone meanwhile
             throw .failed(step: "open stale temporary file", .current)
