@@ -7,7 +7,7 @@ import TestSupport
 
 @Suite struct ManPageTests {
     /// The tools that have a man page so far; each later tool adds itself here.
-    static let tools = ["walferry-archive", "walferry-backup", "walferry-cleanup"]
+    static let tools = ["walferry-archive", "walferry-backup", "walferry-cleanup", "walferry-restore"]
 
     static func page(_ tool: String) throws -> String {
         try String(contentsOfFile: packageRoot + "/man/\(tool).1", encoding: .utf8)
@@ -53,6 +53,7 @@ import TestSupport
             // Not postgresql.conf for walferry-backup: the crontab line.
             "walferry-backup": "15 2 * * * walferry-backup -D /var/lib/postgresql/15/main -o /mnt/backups --wal-archive /mnt/archive --keep 7",
             "walferry-cleanup": "archive_cleanup_command = 'walferry-cleanup /mnt/archive %r'",
+            "walferry-restore": "restore_command = 'walferry-restore --standby /mnt/archive/%f %p'",
         ]
         if let line = configuration[tool] { #expect(page.contains(line), "man/\(tool).1 lacks the postgresql.conf line") }
     }

@@ -41,6 +41,9 @@ public struct Console: Sendable {
     /// `program: warning: message`
     public func warning(_ message: String) { line("warning: " + message) }
 
+    /// `program: detail: message`: a full sentence that explains the error before it.
+    public func detail(_ message: String) { line("detail: " + message) }
+
     /// `program: hint: message`: a full sentence that names the user's likely mistake.
     public func hint(_ message: String) { line("hint: " + message) }
 

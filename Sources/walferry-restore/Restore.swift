@@ -1,0 +1,206 @@
+// walferry-restore: restore_command. Parses the arguments and calls WalferryCore's runRestore; every
+// decision is made there.
+//
+// The server starts one process per file, so start-up counts: the common command lines (the options
+// below, then SOURCE and DEST) are read by a few lines of code of our own, because swift-argument-
+// parser's reflection costs about 1.5 ms a start, a quarter of what cp takes to restore a segment.
+// Anything else (help, version, an error, an unusual spelling) goes through ArgumentParser, which
+// makes every message; the validation rules are shared, so both paths accept the same arguments.
+
+import ArgumentParser
+import WalferryCLI
+import WalferryCore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+@main
+struct RestoreCommand: ParsableCommand {
+    static let programName = "walferry-restore"
+
+    static let configuration = CommandConfiguration(
+        commandName: programName,
+        abstract: "Fetch a WAL file from the archive for the server, verified, atomically.",
+        usage: "walferry-restore [OPTION]... SOURCE DEST",
+        discussion: """
+            For use as restore_command in postgresql.conf, on a standby:
+              restore_command = 'walferry-restore --standby /mnt/archive/%f %p'
+            and for a point-in-time recovery:
+              restore_command = 'walferry-restore --pitr /mnt/archive/%f %p'
+            Files archived as %f.bz2 are found and decompressed without further ado.
+
+            Exit status: 0 restored, 1 not in the archive. Any other failure: 1 on a standby (the server \
+            retries), and in targeted recovery 200 usage error, 201 I/O error or missing archive \
+            directory, 202 the archived file failed verification, 203 missing or foreign archive \
+            identity record (the server stops instead of ending recovery early). Without --standby or \
+            --pitr, standby.signal in the working directory means standby, anything else targeted \
+            recovery.
+            """,
+        helpNames: [.short, .long]
+    )
+
+    @Flag(help: "Standby mode: any failure exits 1, which the server retries.")
+    var standby = false
+
+    @Flag(help: "Targeted (point-in-time) recovery: any failure but \"not in the archive\" is fatal.")
+    var pitr = false
+
+    @Flag(help: "When a segment is not in the archive, deliver its .partial file if there is one.")
+    var partial = false
+
+    @Option(help: ArgumentHelp("Fetch the next N segments in the background into the spool (1 to \(maximumPrefetch)).", valueName: "N"))
+    var prefetch: Int?
+
+    @Option(help: ArgumentHelp("The prefetch spool: a directory outside the data directory, on pg_wal's file system.", valueName: "DIR"))
+    var spool: String?
+
+    @Option(name: [.customShort("j"), .long], help: "Threads for bzip2 decompression (default: the CPUs online).")
+    var jobs: Int?
+
+    @Flag(name: [.customShort("V"), .long], help: "Print the version and exit.")
+    var version = false
+
+    @Flag(help: .hidden)
+    var prefetchWorker = false
+
+    @Argument(help: ArgumentHelp("The file's path in the archive: DIR/%f (or DIR/%f.bz2 to look for that form first).", valueName: "SOURCE"))
+    var source: String?
+
+    @Argument(help: ArgumentHelp("Where the server wants it: %p.", valueName: "DEST"))
+    var destination: String?
+
+    @Argument(help: .hidden)
+    var surplus: [String] = []
+
+    func validate() throws {
+        if version { return }
+        guard source != nil else { throw ValidationError("must specify the file to restore (SOURCE, /mnt/archive/%f)") }
+        if prefetchWorker { return }
+        guard destination != nil else { throw ValidationError("must specify where to restore it (DEST, %p)") }
+        guard surplus.isEmpty else { throw ValidationError("too many command-line arguments") }
+        if let problem = options.problem { throw ValidationError(problem) }
+    }
+
+    /// The options, as the quick path reads them too.
+    var options: RestoreOptions {
+        RestoreOptions(standby: standby, pitr: pitr, partial: partial, prefetch: prefetch, spool: spool, jobs: jobs)
+    }
+
+    /// The mode as far as it can be known before the arguments are parsed, for the exit status of a
+    /// usage error: an explicit flag among the raw arguments, else the signal files.
+    static func modeBeforeParsing() -> RecoveryModeDecision {
+        let arguments = CommandLine.arguments.dropFirst()
+        let standby = arguments.contains("--standby"), pitr = arguments.contains("--pitr")
+        if standby != pitr { return .decide(explicit: standby ? .standby : .targeted) }
+        return .decide(explicit: nil)
+    }
+
+    static func main() {
+        let console = Console(program: programName)
+        // Interrupted by the server (shutdown): remove the temporary file and die by the same signal,
+        // which the startup process reads as a shutdown, never as "not in the archive".
+        Interruption.install(.reraise)
+        if let quick = QuickArguments.parse(CommandLine.arguments.dropFirst()), quick.options.problem == nil {
+            restore(source: quick.source, destination: quick.destination, options: quick.options, console: console)
+        }
+        let early = modeBeforeParsing()
+        let command = parseArguments(Self.self, console: console, usageStatus: RestoreExitStatus.usage.inMode(early.mode).rawValue)
+        if command.version { printVersionAndExit(program: programName) }
+        guard let source = command.source else {
+            Glibc.exit(RestoreExitStatus.usage.inMode(early.mode).rawValue)  // validate() has already said why
+        }
+        if command.prefetchWorker {
+            guard let spool = command.spool else { Glibc.exit(1) }
+            Glibc.exit(runPrefetchWorker(source: source, spool: spool, count: command.prefetch ?? 1, jobs: command.jobs ?? BZip2.defaultJobs))
+        }
+        guard let destination = command.destination else { Glibc.exit(RestoreExitStatus.usage.inMode(early.mode).rawValue) }
+        restore(source: source, destination: destination, options: command.options, console: console)
+    }
+
+    static func restore(source: String, destination: String, options: RestoreOptions, console: Console) -> Never {
+        let explicit: RecoveryMode? = options.standby ? .standby : options.pitr ? .targeted : nil
+        var request = RestoreRequest(source: source, destination: destination, mode: .decide(explicit: explicit))
+        request.partial = options.partial
+        request.prefetch = options.prefetch ?? 0
+        request.spool = options.spool
+        if let jobs = options.jobs { request.jobs = jobs }
+        Glibc.exit(runRestore(request, console: console).rawValue)
+    }
+}
+
+/// The options of a restore, however they were parsed, and the rules they must follow.
+struct RestoreOptions {
+    var standby = false
+    var pitr = false
+    var partial = false
+    var prefetch: Int?
+    var spool: String?
+    var jobs: Int?
+
+    /// Why these options cannot be used together, or nil.
+    var problem: String? {
+        if standby && pitr { return "--standby and --pitr cannot be used together" }
+        if let jobs, jobs < 1 || jobs > 256 { return "invalid number of jobs \(jobs): must be between 1 and 256" }
+        if let prefetch {
+            guard prefetch >= 1 && prefetch <= maximumPrefetch else {
+                return "invalid number of segments to prefetch \(prefetch): must be between 1 and \(maximumPrefetch)"
+            }
+            guard spool != nil else { return "--prefetch needs --spool DIR" }
+        }
+        if let spool {
+            guard prefetch != nil else { return "--spool needs --prefetch N" }
+            guard spool.hasPrefix("/") else { return "the prefetch spool \"\(spool)\" must be an absolute path" }
+            if spoolIsInsideWorkingDirectory(spool) { return "the prefetch spool \"\(spool)\" must be outside the data directory" }
+        }
+        return nil
+    }
+
+    /// True when `spool` is the working directory (the data directory when the server calls) or
+    /// below it: a spool there would be copied by base backups and broken by pg_rewind.
+    func spoolIsInsideWorkingDirectory(_ spool: String) -> Bool {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        guard getcwd(&buffer, buffer.count) != nil else { return false }
+        let cwd = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard cwd != "/" else { return false }
+        return spool == cwd || spool.hasPrefix(cwd + "/")
+    }
+}
+
+/// The common command lines, read without ArgumentParser: known options with separate values, then
+/// exactly SOURCE and DEST. Nil for anything else, which ArgumentParser then reads and reports on.
+struct QuickArguments {
+    var options = RestoreOptions()
+    var source = ""
+    var destination = ""
+
+    static func parse(_ arguments: ArraySlice<String>) -> QuickArguments? {
+        var result = QuickArguments()
+        var positional: [String] = []
+        var rest = arguments[...]
+        while let argument = rest.popFirst() {
+            switch argument {
+            case "--standby": result.options.standby = true
+            case "--pitr": result.options.pitr = true
+            case "--partial": result.options.partial = true
+            case "--prefetch", "--spool", "-j", "--jobs":
+                guard let value = rest.popFirst(), !value.hasPrefix("-") else { return nil }
+                if argument == "--spool" {
+                    result.options.spool = value
+                } else {
+                    guard let number = Int(value) else { return nil }
+                    if argument == "--prefetch" { result.options.prefetch = number } else { result.options.jobs = number }
+                }
+            default:
+                guard !argument.hasPrefix("-") else { return nil }
+                positional.append(argument)
+            }
+        }
+        guard positional.count == 2 else { return nil }
+        result.source = positional[0]
+        result.destination = positional[1]
+        return result
+    }
+}

@@ -1,8 +1,0 @@
-// walferry-restore arrives with its own issue; until then it says so and exits 1.
-import WalferryCore
-
-Console(program: "walferry-restore").error("walferry-restore is not implemented yet")
-#if canImport(Glibc)
-import Glibc
-#endif
-exit(1)

@@ -1,0 +1,145 @@
+// Archives and data directories for walferry-restore's CLI tests: WAL segments built byte by byte
+// (a valid long page header, then a recognisable body), an identity record as walferry-archive writes
+// it, and a fake data directory with pg_wal to restore into.
+//
+// Like postgresql-semantics.md 3.4's hexdump of a real segment, made to order: 1 MB segments keep the
+// tests fast, and every field can be made wrong on purpose.
+
+import Foundation
+import Testing
+import TestSupport
+
+enum WAL {
+    static let systemIdentifier: UInt64 = 7_712_740_923_202_838_945
+    static let segmentSize = 1 << 20
+    /// 0x100000000 / 1 MB.
+    static let segmentsPerLog: UInt64 = 4096
+
+    /// `%08X%08X%08X` for segment `number` of `timeline` with 1 MB segments.
+    static func name(_ number: UInt64, timeline: UInt32 = 1) -> String {
+        String(format: "%08X%08X%08X", timeline, UInt32(number / segmentsPerLog), UInt32(number % segmentsPerLog))
+    }
+
+    /// A segment whose long page header is right for `name(number, timeline)`, unless told otherwise,
+    /// followed by bytes that depend on the segment.
+    static func segment(_ number: UInt64, timeline: UInt32 = 1, headerTimeline: UInt32? = nil, pageAddress: UInt64? = nil,
+                        systemIdentifier: UInt64 = systemIdentifier, size: Int = segmentSize, declaredSize: Int = segmentSize,
+                        magic: UInt16 = 0xD110, random: Bool = false) -> [UInt8] {
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(size)
+        func append<T: FixedWidthInteger>(_ value: T) { withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) } }
+        append(magic)
+        append(UInt16(0x0002))
+        append(headerTimeline ?? timeline)
+        append(pageAddress ?? number * UInt64(segmentSize))
+        append(UInt32(0))
+        append(UInt32(0))
+        append(systemIdentifier)
+        append(UInt32(declaredSize))
+        append(UInt32(8192))
+        if random {
+            var generator = SystemRandomNumberGenerator()
+            while bytes.count + 8 <= size { append(generator.next() as UInt64) }
+        } else {
+            var counter = UInt32(truncatingIfNeeded: number &* 2_654_435_761)
+            while bytes.count < size / 2 {
+                append(counter)
+                counter &+= 1
+            }
+        }
+        bytes += [UInt8](repeating: 0, count: max(0, size - bytes.count))
+        return Array(bytes.prefix(size))
+    }
+
+    static func identityText(systemIdentifier: UInt64 = systemIdentifier, segmentSize: Int = segmentSize, version: Int = 15) -> String {
+        "walferry archive identity 1\nsystem identifier: \(systemIdentifier)\nwal segment size: \(segmentSize)\npostgresql version: \(version)\n"
+    }
+}
+
+/// A folder with an archive (identity record included) and a data directory with pg_wal.
+final class RestoreScene: @unchecked Sendable {
+    // @unchecked: used by the one test that made it.
+    let folder: TemporaryDirectory
+    let archive: String
+    let data: String
+    let pgWAL: String
+
+    init(identity: Bool = true) throws {
+        folder = try TemporaryDirectory(prefix: "walferry-restore")
+        archive = try folder.makeDirectory("archive")
+        data = try folder.makeDirectory("data")
+        pgWAL = try folder.makeDirectory("data/pg_wal")
+        if identity { try writeFile(archive + "/walferry.identity", Array(WAL.identityText().utf8)) }
+    }
+
+    /// Puts segment `number` (by default a sound one) into the archive, plain or compressed with bzip2.
+    @discardableResult
+    func archiveSegment(_ number: UInt64, timeline: UInt32 = 1, bytes: [UInt8]? = nil, compressed: Bool = false) throws -> [UInt8] {
+        let contents = bytes ?? WAL.segment(number, timeline: timeline)
+        let path = archive + "/" + WAL.name(number, timeline: timeline)
+        try writeFile(path, contents)
+        if compressed {
+            let outcome = try runProcess("/usr/bin/env", ["bzip2", "-9", path])
+            guard outcome.status == 0 else { throw TestFailure("bzip2 failed: \(outcome)") }
+        }
+        return contents
+    }
+
+    /// Runs walferry-restore in the data directory.
+    func restore(_ arguments: [String]) throws -> ProcessOutcome {
+        try runTool("walferry-restore", arguments, workingDirectory: data)
+    }
+
+    /// The archive path of `name`.
+    func source(_ name: String) -> String { archive + "/" + name }
+
+    /// What pg_wal holds (nothing but what the test expects: no temporary file).
+    func pgWALContents() throws -> [String] { try listDirectory(pgWAL) }
+
+    func read(_ path: String) throws -> [UInt8] { Array(try Data(contentsOf: URL(fileURLWithPath: path))) }
+
+    var recoveryXLOG: String { pgWAL + "/RECOVERYXLOG" }
+}
+
+/// Flips one byte of a file.
+func corruptByte(_ path: String, at offset: Int) throws {
+    var bytes = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+    bytes[offset] ^= 0x55
+    try writeFile(path, bytes)
+}
+
+/// Starts a process without waiting for it; returns its pid. Output goes to /dev/null.
+func spawnTool(_ name: String, _ arguments: [String], workingDirectory: String) throws -> pid_t {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+    let command = ["/usr/bin/env", "-C", workingDirectory, walferryTool(name)] + arguments
+    let argv = command.map { strdup($0) } + [nil]
+    defer { argv.forEach { free($0) } }
+    // As the server starts it: no signal blocked, every signal at its default action (the test
+    // runner blocks some, and a mask survives exec).
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    var none = sigset_t(), all = sigset_t()
+    sigemptyset(&none)
+    sigfillset(&all)
+    posix_spawnattr_setsigmask(&attributes, &none)
+    posix_spawnattr_setsigdefault(&attributes, &all)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+    var pid: pid_t = 0
+    let result = posix_spawn(&pid, command[0], &actions, &attributes, argv, environ)
+    guard result == 0 else { throw TestFailure("could not start \(name): \(String(cString: strerror(result)))") }
+    return pid
+}
+
+/// Waits for `pid`; returns (signaled, status or signal number).
+func waitFor(_ pid: pid_t) -> (signaled: Bool, code: Int32) {
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    let signal = status & 0x7F
+    return signal == 0 ? (false, (status >> 8) & 0xFF) : (true, signal)
+}
