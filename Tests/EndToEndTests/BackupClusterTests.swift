@@ -4,8 +4,8 @@
 // retention of backups and WAL; the version-2 manifest of PostgreSQL 17 and 18.
 //
 // Like PostgreSQL's src/bin/pg_basebackup/t/010_pg_basebackup.pl and pg_verifybackup's tests, on
-// throwaway clusters (TestSupport/PostgresCluster.swift). The archive is filled with a guarded cp and
-// read back with cp: they become walferry-archive and walferry-restore when those land.
+// throwaway clusters (TestSupport/PostgresCluster.swift). The archive is filled by walferry-archive
+// and read back by walferry-restore in targeted-recovery mode, as in production.
 
 import Foundation
 import Testing
@@ -76,11 +76,11 @@ func conninfo(_ cluster: PostgresCluster) -> String {
     "host=\(cluster.socketDirectory) port=\(cluster.port) user=postgres dbname=postgres"
 }
 
-/// A cluster archiving with a guarded cp into `archive` (walferry-archive replaces it when it lands).
+/// A cluster archiving into `archive` through walferry-archive.
 func archivingCluster(_ installation: PostgresInstallation, archive: String, name: String) throws -> PostgresCluster {
     try PostgresCluster(installation: installation, name: name, settings: [
         "archive_mode": "on",
-        "archive_command": "'test ! -f \(archive)/%f && cp %p \(archive)/%f'",
+        "archive_command": "'\(postgresReachableToolDirectory)/walferry-archive %p \(archive)/%f'",
     ])
 }
 
@@ -212,7 +212,7 @@ final class BackgroundProcess {
             #expect(verify.status == 0 && verify.stdout == "backup successfully verified\n", "\(arguments): \(verify)")
         }
 
-        try restored.configure(["restore_command": "'cp \(archive)/%f %p'"])  // walferry-restore when it lands
+        try restored.configure(["restore_command": "'\(postgresReachableToolDirectory)/walferry-restore --pitr \(archive)/%f %p'"])
         try writeFile(restored.dataDirectory + "/recovery.signal", [])
         try handToPostgresUser(restored.dataDirectory + "/recovery.signal", recursive: false)
         try restored.start()
