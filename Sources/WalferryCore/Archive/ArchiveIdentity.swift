@@ -89,13 +89,7 @@ public enum KnownArchives {
 
     /// The absolute form of `path` without resolving symbolic links: an unmounted mount point must
     /// still match the path that was noted when it was mounted.
-    public static func absolute(_ path: String) -> String {
-        if path.hasPrefix("/") { return path }
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        guard getcwd(&buffer, buffer.count) != nil else { return path }
-        let cwd = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        return cwd + "/" + path
-    }
+    public static func absolute(_ path: String) -> String { absolutePath(path) }
 
     /// The noted archive directories (empty when the file does not exist or cannot be read).
     public static func read() -> [String] {

@@ -92,12 +92,6 @@ public func runArchive(_ request: ArchiveRequest, console: Console) -> ArchiveEx
     }
 }
 
-/// The last path component, and what comes before it ("." when nothing does).
-func splitPath(_ path: String) -> (directory: String, name: String) {
-    guard let slash = path.lastIndex(of: "/") else { return (".", path) }
-    let directory = String(path[..<slash])
-    return (directory.isEmpty ? "/" : directory, String(path[path.index(after: slash)...]))
-}
 
 private let chunkSize = 4 << 20
 

@@ -213,14 +213,9 @@ func lastComponent(_ path: [UInt8]) -> [UInt8] {
     return Array(path[(slash + 1)...])
 }
 
-/// Seconds since the epoch, and the monotonic clock in seconds, for timestamps and progress.
+/// Seconds since the epoch, for timestamps.
 func wallClockSeconds() -> Int64 { Int64(time(nil)) }
 
-func monotonicSeconds() -> Double {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
-}
 
 /// A UTC broken-down time. The corresponding C function is `gmtime_r`.
 func utcComponents(_ seconds: Int64) -> (year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int) {

@@ -113,23 +113,6 @@ public func reportRestoreFailure(status: RestoreExitStatus, message: String, hin
     return final
 }
 
-/// The last path component, and what comes before it ("." when nothing does).
-func splitRestorePath(_ path: String) -> (directory: String, name: String) {
-    guard let slash = path.lastIndex(of: "/") else { return (".", path) }
-    let directory = String(path[..<slash])
-    return (directory.isEmpty ? "/" : directory, String(path[path.index(after: slash)...]))
-}
-
-/// `path` made absolute against the working directory, without resolving symbolic links.
-func absoluteRestorePath(_ path: String) -> String {
-    if path.hasPrefix("/") { return path }
-    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-    guard getcwd(&buffer, buffer.count) != nil else { return path }
-    let cwd = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    var rest = Substring(path)
-    while rest.hasPrefix("./") { rest = rest.dropFirst(2) }
-    return cwd == "/" ? "/" + rest : cwd + "/" + rest
-}
 
 private let chunkSize = 1 << 20
 
@@ -154,7 +137,7 @@ private struct Restorer {
         let identity = try readArchiveIdentity(archive)
         try checkDataDirectory(identity, archive: archive)
 
-        let destination = splitRestorePath(request.destination)
+        let destination = splitPath(request.destination)
         let destinationDirectory: DirectoryHandle
         do {
             destinationDirectory = try DirectoryHandle(path: destination.directory)
@@ -167,7 +150,7 @@ private struct Restorer {
         // Prefetching: only for segments that the startup process asks for (never for pg_rewind, whose
         // %p is the final name, nor for history files).
         let spool = prefetchSpool(for: names.wanted, target: target)
-        let archiveAbsolute = absoluteRestorePath(names.archivePath)
+        let archiveAbsolute = absolutePath(names.archivePath)
         let preferCompressed = names.candidates.first?.hasSuffix(".bz2") ?? false
         if let spool, spool.take(names.wanted, identity: identity, archive: archiveAbsolute, target: target, console: console) == .delivered {
             spool.startWorker(after: names.wanted, request: request, archive: archiveAbsolute, preferCompressed: preferCompressed, console: console)
@@ -208,7 +191,7 @@ private struct Restorer {
     }
 
     func checkNames() throws(RestoreFailure) -> Names {
-        let (archivePath, sourceName) = splitRestorePath(request.source)
+        let (archivePath, sourceName) = splitPath(request.source)
         guard let parsed = WALFileName(sourceName), parsed.compression == nil || parsed.compression == .bzip2 else {
             throw RestoreFailure(status: .usage, message: "\"\(request.source)\" is not the archive path of a WAL file",
                                  hint: sourceHint(sourceName))
@@ -216,7 +199,7 @@ private struct Restorer {
         let wanted = parsed.uncompressed
         let plain = wanted.description, compressed = plain + ".bz2"
 
-        let destinationName = splitRestorePath(request.destination).name
+        let destinationName = splitPath(request.destination).name
         let usageHint = "DEST is %p: restore_command = 'walferry-restore /mnt/archive/%f %p'"
         if destinationName.isEmpty || (try? fileType(atPath: request.destination)) == .directory {
             throw RestoreFailure(status: .usage, message: "\"\(request.destination)\" is a directory", hint: usageHint)
@@ -279,7 +262,7 @@ private struct Restorer {
     /// WAL fails later in confusing ways ("WAL file is from different database system"). pg_rewind's
     /// working directory is anything, so its calls are not checked here.
     func checkDataDirectory(_ identity: ArchiveIdentity, archive: DirectoryHandle) throws(RestoreFailure) {
-        guard serverDestinationNames.contains(splitRestorePath(request.destination).name),
+        guard serverDestinationNames.contains(splitPath(request.destination).name),
               let own = KnownDataDirectory.systemIdentifier() else { return }
         guard own == identity.systemIdentifier else {
             throw RestoreFailure(status: .identity,

@@ -59,7 +59,7 @@ public func runPrefetchWorker(source: String, spool spoolPath: String, count: In
     _ = chdir("/")
     Interruption.install(.exit(status: 1))
     alarm(600)
-    let softDeadline = restoreMonotonicSeconds() + 300
+    let softDeadline = monotonicSeconds() + 300
     let console = Console(program: "walferry-restore")
 
     guard let directory = try? DirectoryHandle(path: spoolPath) else { return 1 }
@@ -76,7 +76,7 @@ public func runPrefetchWorker(source: String, spool spoolPath: String, count: In
         close(log)
     }
 
-    let (archivePath, sourceName) = splitRestorePath(source)
+    let (archivePath, sourceName) = splitPath(source)
     guard let after = WALFileName(sourceName), after.kind == .segment, after.compression == nil || after.compression == .bzip2 else {
         console.error("\"\(source)\" is not the archive path of a WAL segment")
         return 1
@@ -121,7 +121,7 @@ public func runPrefetchWorker(source: String, spool spoolPath: String, count: In
 
     let preferCompressed = after.compression == .bzip2
     for segment in window {
-        guard restoreMonotonicSeconds() < softDeadline else { break }
+        guard monotonicSeconds() < softDeadline else { break }
         guard spool.entries(for: segment).isEmpty else { continue }
         let plain = segment.description
         var fetched = false

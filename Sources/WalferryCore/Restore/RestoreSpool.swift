@@ -180,7 +180,7 @@ final class PrefetchSpool {
     private func waitForWorker(writing segment: WALFileName) -> Bool {
         let tempName = TemporaryFile.temporaryName(for: segment.description)
         var lastSize: off_t = -1
-        var lastProgress = restoreMonotonicSeconds()
+        var lastProgress = monotonicSeconds()
         while true {
             let fd = openat(directory.fd, tempName, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
             guard fd >= 0 else { return true }  // renamed into place meanwhile, or never there
@@ -189,7 +189,7 @@ final class PrefetchSpool {
             let sized = fstat(fd, &info) == 0
             close(fd)
             guard writing, sized else { return true }
-            let now = restoreMonotonicSeconds()
+            let now = monotonicSeconds()
             if info.st_size != lastSize {
                 lastSize = info.st_size
                 lastProgress = now
@@ -213,7 +213,7 @@ final class PrefetchSpool {
         guard free else { return }
         let source = "\(archive)/\(segment)\(preferCompressed ? ".bz2" : "")"
         let arguments = ["walferry-restore", "--prefetch-worker", "--prefetch", "\(request.prefetch)",
-                         "--spool", absoluteRestorePath(path), "--jobs", "\(request.jobs)", source]
+                         "--spool", absolutePath(path), "--jobs", "\(request.jobs)", source]
         if let error = spawnDetached(arguments) {
             console.warning("could not start the prefetch worker: \(error)")
         }
@@ -223,9 +223,3 @@ final class PrefetchSpool {
 /// `%08X` of a checksum.
 func hexChecksum(_ value: UInt32) -> String { hex8(value) }
 
-/// Seconds on the monotonic clock.
-func restoreMonotonicSeconds() -> Double {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
-}
