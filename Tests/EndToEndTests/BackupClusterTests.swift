@@ -1,5 +1,6 @@
 // walferry-backup against real servers, as an operator would use it: a backup taken under pgbench
-// load, extracted with tar, checked by pg_verifybackup and restored to the primary's exact data; a
+// load, extracted with tar, checked by pg_verifybackup and restored to the primary's exact data (once
+// as a targeted recovery, once as a standby that catches up through the archive and is promoted); a
 // cluster with a tablespace; a session killed mid-backup, a second run refused, a signal, and
 // retention of backups and WAL; the version-2 manifest of PostgreSQL 17 and 18.
 //
@@ -50,6 +51,13 @@ final class RestoredServer {
                                             workingDirectory: folder.path)
         guard outcome.status == 0 else { throw TestFailure("pg_ctl start failed: \(outcome)\n\(log())") }
         running = true
+    }
+
+    /// Promotes a standby and waits for the end of recovery (pg_ctl promote -w).
+    func promote() throws {
+        let outcome = try runAsPostgresUser(installation.tool("pg_ctl"), ["-D", dataDirectory, "-w", "-t", "120", "promote"],
+                                            workingDirectory: folder.path)
+        guard outcome.status == 0 else { throw TestFailure("pg_ctl promote failed: \(outcome)\n\(log())") }
     }
 
     func sql(_ statement: String) throws -> String {
@@ -225,6 +233,33 @@ final class BackgroundProcess {
             return
         }
         #expect(try pgbenchState { try restored.sql($0) } == expected)
+
+        // The same backup as a standby (standby.signal, walferry-restore --standby), which catches up
+        // with more load through the archive alone and is then promoted.
+        let standby = try RestoredServer(installation: pg, tarball: backup + "/base.tar.bz2")
+        try standby.configure(["restore_command": "'\(postgresReachableToolDirectory)/walferry-restore --standby \(archive)/%f %p'",
+                               "hot_standby": "on"])
+        try writeFile(standby.dataDirectory + "/standby.signal", [])
+        try handToPostgresUser(standby.dataDirectory + "/standby.signal", recursive: false)
+        try standby.start()
+        let more = try runProcess(pg.tool("pgbench"), ["-n", "-c", "2", "-t", "200"] + bench + ["postgres"])
+        #expect(more.status == 0, "\(more)")
+        let later = try pgbenchState { try primary.sql($0) }
+        #expect(later != expected)
+        try primary.sql("SELECT pg_switch_wal()")
+        do {
+            try waitUntil("the standby has caught up through the archive", timeout: 120) {
+                (try? pgbenchState { try standby.sql($0) }) == later
+            }
+        } catch {
+            Issue.record("\(error)\n\(standby.log())")
+            return
+        }
+        #expect(try standby.sql("SELECT pg_is_in_recovery()") == "t")
+        try standby.promote()
+        #expect(try standby.sql("SELECT pg_is_in_recovery()") == "f")
+        #expect(try pgbenchState { try standby.sql($0) } == later)
+        #expect(try standby.sql("CREATE TABLE promoted (x int); INSERT INTO promoted VALUES (1); SELECT count(*) FROM promoted") == "1")
     }
 
     @Test func tablespacesGetTheirOwnTarballsAndRestoreAsSymlinks() throws {
