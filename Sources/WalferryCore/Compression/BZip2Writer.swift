@@ -37,22 +37,7 @@ public final class BZip2Writer {
         guard jobs >= 1 else { throw .invalidJobs(jobs) }
         // The same block size as parallelCompress, so that the output is identical.
         let blockSize = max(1, tuning.blockSize ?? level * 100_000 - 19)
-        let scratchSize = compressedSizeBound(blockSize)
-        let level32 = Int32(level)
-        do {
-            pool = try OrderedWorkerPool(
-                threads: jobs, capacity: jobs * max(1, tuning.inFlightPerJob),
-                makeContext: { CompressionWriterContext(scratchSize: scratchSize) },
-                work: { context, block in
-                    block.withUnsafeBytes { input in
-                        Result { () throws(BZip2Error) in
-                            try compressStream(input, level: level32, memory: context.memory, scratch: context.scratch)
-                        }
-                    }
-                })
-        } catch {
-            throw .threadStart(error)
-        }
+        pool = try makeCompressionPool(level: level, blockSize: blockSize, jobs: jobs, tuning: tuning)
         self.blockSize = blockSize
         sink = FileDescriptorSink(fd: outputFD, maxPerCall: tuning.ioChunk)
         block = []
@@ -121,14 +106,3 @@ public final class BZip2Writer {
     }
 }
 
-/// What each compression thread of a BZip2Writer keeps between blocks (the same as the pull engine's).
-private final class CompressionWriterContext {
-    let memory = BZ2Memory()
-    let scratch: UnsafeMutableRawBufferPointer
-
-    init(scratchSize: Int) {
-        scratch = .allocate(byteCount: scratchSize, alignment: 16)
-    }
-
-    deinit { scratch.deallocate() }
-}

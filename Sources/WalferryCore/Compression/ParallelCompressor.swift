@@ -13,6 +13,28 @@ import Glibc
 import Musl
 #endif
 
+/// The worker threads that compress blocks into complete streams, results in input order: shared by
+/// the pull engine (`parallelCompress`) and the push one (BZip2Writer.swift).
+func makeCompressionPool(level: Int, blockSize: Int, jobs: Int, tuning: BZip2Tuning) throws(BZip2Error)
+    -> OrderedWorkerPool<[UInt8], Result<[UInt8], BZip2Error>> {
+    let scratchSize = compressedSizeBound(blockSize)
+    let level32 = Int32(level)
+    do {
+        return try OrderedWorkerPool(
+            threads: jobs, capacity: jobs * max(1, tuning.inFlightPerJob),
+            makeContext: { CompressionContext(scratchSize: scratchSize) },
+            work: { context, block in
+                block.withUnsafeBytes { input in
+                    Result { () throws(BZip2Error) in
+                        try compressStream(input, level: level32, memory: context.memory, scratch: context.scratch)
+                    }
+                }
+            })
+    } catch {
+        throw .threadStart(error)
+    }
+}
+
 /// What each compression thread keeps between blocks.
 private final class CompressionContext {
     let memory = BZ2Memory()
@@ -37,24 +59,7 @@ func parallelCompress<Source: BZip2Source, Sink: BZip2Sink>(
     // libbz2 puts at most level×100000 − 19 bytes in a block (counted after its first run-length stage,
     // which rarely makes data longer), so a piece of that size is one block, one stream, and fills it.
     let blockSize = max(1, tuning.blockSize ?? level * 100_000 - 19)
-    let scratchSize = compressedSizeBound(blockSize)
-    let level32 = Int32(level)
-
-    let pool: OrderedWorkerPool<[UInt8], Result<[UInt8], BZip2Error>>
-    do {
-        pool = try OrderedWorkerPool(
-            threads: jobs, capacity: jobs * max(1, tuning.inFlightPerJob),
-            makeContext: { CompressionContext(scratchSize: scratchSize) },
-            work: { context, block in
-                block.withUnsafeBytes { input in
-                    Result { () throws(BZip2Error) in
-                        try compressStream(input, level: level32, memory: context.memory, scratch: context.scratch)
-                    }
-                }
-            })
-    } catch {
-        throw .threadStart(error)
-    }
+    let pool = try makeCompressionPool(level: level, blockSize: blockSize, jobs: jobs, tuning: tuning)
     defer { pool.shutDown() }  // also on errors: the threads stop after their current block
 
     var bytesIn: UInt64 = 0
