@@ -84,14 +84,20 @@ public final class TemporaryFile {
         self.directory = directory
         self.finalName = finalName
         temporaryName = TemporaryFile.temporaryName(for: finalName)
+        fd = try TemporaryFile.createLocked(in: directory, name: temporaryName, access: O_WRONLY, mode: mode)
+    }
+
+    /// Creates the temporary entry `name` exclusively (never through a symbolic link), registers it
+    /// with Interruption and locks it; a leftover whose writer is gone is removed first. Shared with
+    /// ReplacingFile.
+    static func createLocked(in directory: DirectoryHandle, name: String, access: Int32, mode: mode_t) throws(PublishError) -> Int32 {
         var attempt = 0
         while true {
             attempt += 1
             // Created and registered with the signals blocked: an interruption in between would leave
             // a file that no handler knows about.
-            let name = temporaryName
             let (created, error) = Interruption.withSignalsBlocked { () -> (Int32, Errno) in
-                let fd = openat(directory.fd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+                let fd = openat(directory.fd, name, access | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
                 let error = Errno.current
                 if fd >= 0 { Interruption.register(directoryFD: directory.fd, name: name) }
                 return (fd, error)
@@ -104,11 +110,10 @@ public final class TemporaryFile {
                     Interruption.unregister()
                     throw .failed(step: "lock", error)
                 }
-                fd = created
-                return
+                return created
             }
             guard error == .fileExists, attempt < 3 else { throw .failed(step: "create", error) }
-            try TemporaryFile.removeIfStale(directory: directory, name: temporaryName)
+            try removeIfStale(directory: directory, name: name)
         }
     }
 

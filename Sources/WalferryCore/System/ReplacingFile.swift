@@ -37,27 +37,7 @@ public final class ReplacingFile {
     public init(in directory: DirectoryHandle, temporaryFor name: String, mode: mode_t) throws(PublishError) {
         self.directory = directory
         temporaryName = TemporaryFile.temporaryName(for: name)
-        var attempt = 0
-        while true {
-            attempt += 1
-            let created = openat(directory.fd, temporaryName, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
-            if created >= 0 {
-                // Registered before anything is written, so that an interruption from here on removes it.
-                Interruption.register(directoryFD: directory.fd, name: temporaryName)
-                if flock(created, LOCK_EX | LOCK_NB) != 0 {
-                    // Someone judged it stale between our create and lock: let them have it.
-                    let error = Errno.current
-                    close(created)
-                    Interruption.unregister()
-                    throw .failed(step: "lock", error)
-                }
-                fd = created
-                return
-            }
-            let error = Errno.current
-            guard error == .fileExists, attempt < 3 else { throw .failed(step: "create", error) }
-            try TemporaryFile.removeIfStale(directory: directory, name: temporaryName)
-        }
+        fd = try TemporaryFile.createLocked(in: directory, name: temporaryName, access: O_RDWR, mode: mode)
     }
 
     deinit {
