@@ -505,14 +505,15 @@ import TestSupport
     func aSignalDuringDecompressionLeavesNoDestination(_ signal: Int32) throws {
         let scene = try Self.slowScene()
         let temporary = scene.pgWAL + "/.RECOVERYXLOG.walferry-tmp"
-        let pid = try spawnTool(Self.program, ["--pitr", "-j", "1", scene.source(Self.slowName), "pg_wal/RECOVERYXLOG"], workingDirectory: scene.data)
+        let process = try RunningProcess(walferryTool(Self.program), ["--pitr", "-j", "1", scene.source(Self.slowName), "pg_wal/RECOVERYXLOG"],
+                                         workingDirectory: scene.data)
         try waitUntil("the temporary file has data", timeout: 30) {
             var info = stat()
             return stat(temporary, &info) == 0 && info.st_size > 0
         }
-        kill(pid, signal)
-        let ended = waitFor(pid)
-        #expect(ended.signaled && ended.code == signal, "\(ended)")
+        process.signal(signal)
+        let ended = try process.wait()
+        #expect(ended.signaled && ended.status == signal, "\(ended)")
         #expect(!entryExists(scene.recoveryXLOG))
         if signal == SIGTERM {
             #expect(try scene.pgWALContents() == [])

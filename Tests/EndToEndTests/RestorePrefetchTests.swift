@@ -186,11 +186,15 @@ extension RestoreScene {
             try scene.folder.makeDirectory("data\(index)/pg_wal")
             return data
         }
-        let pids = try (1...4).map { index in
-            try spawnTool("walferry-restore", ["--pitr", "--prefetch", "4", "--spool", scene.spool, scene.source(WAL.name(UInt64(index))),
-                                               "pg_wal/RECOVERYXLOG"], workingDirectory: folders[index - 1])
+        let processes = try (1...4).map { index in
+            try RunningProcess(walferryTool("walferry-restore"), ["--pitr", "--prefetch", "4", "--spool", scene.spool,
+                                                                  scene.source(WAL.name(UInt64(index))), "pg_wal/RECOVERYXLOG"],
+                               workingDirectory: folders[index - 1])
         }
-        for pid in pids { #expect(waitFor(pid) == (false, 0)) }
+        for process in processes {
+            let outcome = try process.wait()
+            #expect(!outcome.signaled && outcome.status == 0, "\(outcome)")
+        }
         for index in 1...4 {
             #expect(try scene.read(folders[index - 1] + "/pg_wal/RECOVERYXLOG") == contents[UInt64(index)])
         }

@@ -108,38 +108,3 @@ func corruptByte(_ path: String, at offset: Int) throws {
     try writeFile(path, bytes)
 }
 
-/// Starts a process without waiting for it; returns its pid. Output goes to /dev/null.
-func spawnTool(_ name: String, _ arguments: [String], workingDirectory: String) throws -> pid_t {
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-    let command = ["/usr/bin/env", "-C", workingDirectory, walferryTool(name)] + arguments
-    let argv = command.map { strdup($0) } + [nil]
-    defer { argv.forEach { free($0) } }
-    // As the server starts it: no signal blocked, every signal at its default action (the test
-    // runner blocks some, and a mask survives exec).
-    var attributes = posix_spawnattr_t()
-    posix_spawnattr_init(&attributes)
-    defer { posix_spawnattr_destroy(&attributes) }
-    var none = sigset_t(), all = sigset_t()
-    sigemptyset(&none)
-    sigfillset(&all)
-    posix_spawnattr_setsigmask(&attributes, &none)
-    posix_spawnattr_setsigdefault(&attributes, &all)
-    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-    var pid: pid_t = 0
-    let result = posix_spawn(&pid, command[0], &actions, &attributes, argv, environ)
-    guard result == 0 else { throw TestFailure("could not start \(name): \(String(cString: strerror(result)))") }
-    return pid
-}
-
-/// Waits for `pid`; returns (signaled, status or signal number).
-func waitFor(_ pid: pid_t) -> (signaled: Bool, code: Int32) {
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-    let signal = status & 0x7F
-    return signal == 0 ? (false, (status >> 8) & 0xFF) : (true, signal)
-}
