@@ -3,10 +3,6 @@ import PackageDescription
 
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
 
-/// Every executable is a thin shell: parse the arguments, call WalferryCore, print, pick the exit status.
-func tool(_ name: String, extra: [Target.Dependency] = []) -> Target {
-    .executableTarget(name: name, dependencies: ["WalferryCore", "WalferryCLI", argumentParser] + extra)
-}
 
 let package = Package(
     name: "walferry",
@@ -15,6 +11,8 @@ let package = Package(
         .executable(name: "walferry-restore", targets: ["walferry-restore"]),
         .executable(name: "walferry-cleanup", targets: ["walferry-cleanup"]),
         .executable(name: "walferry-backup", targets: ["walferry-backup"]),
+        // What the .deb installs for the first three: one binary answering to their names.
+        .executable(name: "walferry", targets: ["walferry"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -38,11 +36,19 @@ let package = Package(
         // What the four executables share: message printing, exit statuses, version text.
         .target(name: "WalferryCLI", dependencies: ["WalferryCore", argumentParser]),
 
-        // Executables
-        tool("walferry-archive"),
-        tool("walferry-restore"),
-        tool("walferry-cleanup"),
-        tool("walferry-backup", extra: ["WalferryPostgres"]),
+        // The command lines of the three tools the server starts once per WAL file: parse the
+        // arguments, call WalferryCore, print, pick the exit status.
+        .target(name: "WalferryTools", dependencies: ["WalferryCore", "WalferryCLI", argumentParser]),
+
+        // Executables: thin shells. walferry-backup holds its own command line (it alone links libpq).
+        .executableTarget(name: "walferry-archive", dependencies: ["WalferryTools"]),
+        .executableTarget(name: "walferry-restore", dependencies: ["WalferryTools"]),
+        .executableTarget(name: "walferry-cleanup", dependencies: ["WalferryTools"]),
+        .executableTarget(name: "walferry", dependencies: ["WalferryTools"]),
+        .executableTarget(
+            name: "walferry-backup",
+            dependencies: ["WalferryCore", "WalferryCLI", "WalferryPostgres", argumentParser]
+        ),
         .executableTarget(name: "walferry-bzip2-bench", dependencies: ["WalferryCore"], path: "bench/walferry-bzip2-bench"),
 
         // Tests

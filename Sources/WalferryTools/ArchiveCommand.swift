@@ -11,7 +11,6 @@ import Glibc
 import Musl
 #endif
 
-@main
 struct ArchiveCommand: ParsableCommand {
     static let programName = "walferry-archive"
 
@@ -71,7 +70,7 @@ struct ArchiveCommand: ParsableCommand {
         return mode_t(value)
     }
 
-    static func main() {
+    static func start() -> Never {
         let console = Console(program: programName)
         // Interrupted by the server (shutdown): remove the temporary file and exit 1, never die by a signal.
         Interruption.install(exitStatus: ArchiveExitStatus.failure.rawValue)

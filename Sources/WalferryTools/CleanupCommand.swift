@@ -11,7 +11,6 @@ import Glibc
 import Musl
 #endif
 
-@main
 struct CleanupCommand: ParsableCommand {
     static let programName = "walferry-cleanup"
 
@@ -73,7 +72,7 @@ struct CleanupCommand: ParsableCommand {
         guard surplus.isEmpty else { throw ValidationError("too many command-line arguments") }
     }
 
-    static func main() {
+    static func start() -> Never {
         let console = Console(program: programName)
         let command = parseArguments(Self.self, console: console, usageStatus: CleanupExitStatus.usage.rawValue)
         if command.version { printVersionAndExit(program: programName) }

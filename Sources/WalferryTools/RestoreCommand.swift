@@ -17,7 +17,6 @@ import Glibc
 import Musl
 #endif
 
-@main
 struct RestoreCommand: ParsableCommand {
     static let programName = "walferry-restore"
 
@@ -98,7 +97,7 @@ struct RestoreCommand: ParsableCommand {
         return .decide(explicit: nil)
     }
 
-    static func main() {
+    static func start() -> Never {
         let console = Console(program: programName)
         // Interrupted by the server (shutdown): remove the temporary file and die by the same signal,
         // which the startup process reads as a shutdown, never as "not in the archive".
