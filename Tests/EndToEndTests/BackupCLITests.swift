@@ -220,6 +220,24 @@ import TestSupport
         #expect(missing.stderrLines.last == "walferry-backup: hint: Is archive_command copying to this directory, and is archive_mode on?")
         #expect(try listDirectory(output) == [".walferry-backup.lock"])
 
+        // WAL present but damaged: a failure that names the file and the damage, never "not in the
+        // archive", and never a backup. Every name the backup could start at is planted (each run
+        // moves the server to a new segment), as garbage compressed and as garbage plain.
+        let names = (0..<256).map { String(format: "00000001000000000000%04X", $0) }
+        for (kind, error, damage) in [(".bz2", "could not decompress file", "compressed data is not in bzip2 format"),
+                                      ("", "archive file", "too short for a WAL segment header")] {
+            let damagedArchive = try folder.makeDirectory("damaged-archive" + kind)
+            for name in names { try writeFile(damagedArchive + "/" + name + kind, Array("not WAL at all\n".utf8)) }
+            let damaged = try runTool(Self.tool, base + ["-D", cluster.dataDirectory, "-o", output, "--wal-archive", damagedArchive],
+                                      environment: good)
+            #expect(damaged.status == 1, "\(damaged)")
+            let line = damaged.stderrLines.first ?? ""
+            #expect(line.hasPrefix("walferry-backup: error: \(error) \"\(damagedArchive)/00000001"), "\(damaged)")
+            #expect(line.contains(damage), "\(line)")
+            #expect(!damaged.stderr.contains("is not in the archive"), "\(damaged)")
+            #expect(try listDirectory(output) == [".walferry-backup.lock"])
+        }
+
         // A backup to standard output: a tarball with backup_manifest as its last member.
         let stream = try runTool(Self.tool, base + ["-D", cluster.dataDirectory, "-o", "-"], environment: good)
         #expect(stream.status == 0 && stream.stderr == "", "\(stream.stderr)")

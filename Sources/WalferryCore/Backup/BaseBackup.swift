@@ -355,7 +355,7 @@ private final class BaseBackupRun {
             }
             for name in names {
                 let isHistory = name.hasSuffix(".history")
-                guard let contents = try readFromArchive(walArchive, name, expectedSize: isHistory ? nil : control.walSegmentSize) else {
+                guard let contents = try readFromArchive(walArchive, name, control: control) else {
                     if isHistory { continue }  // the server may not have archived it yet; recovery asks for it
                     throw BackupFailure(.failure, "WAL file \"\(name)\" is not in the archive \"\(walArchive)\"",
                                         hints: ["Is archive_command copying to this directory, and is archive_mode on?"])
@@ -429,45 +429,56 @@ private final class BaseBackupRun {
         }
     }
 
-    /// A WAL file from the archive, as `name` or `name.bz2` (decompressed); nil when neither exists.
-    func readFromArchive(_ archive: String, _ name: String, expectedSize: UInt64?) throws(BackupFailure) -> [UInt8]? {
+    /// `name` from the archive, plain or `.bz2`, checked as walferry-restore checks what it delivers:
+    /// a segment's size and first page against its name and this server's system identifier, a
+    /// history file's syntax; a `.bz2` file's every stream CRC. Nil only when neither form exists: a
+    /// file that exists but cannot be read or is damaged fails the backup, never passes as missing.
+    func readFromArchive(_ archive: String, _ name: String, control: ServerControlData) throws(BackupFailure) -> [UInt8]? {
         let root = Array(archive.utf8)
         let plain = joinPath(root, Array(name.utf8))
         let compressed = joinPath(root, Array((name + ".bz2").utf8))
         var contents: [UInt8]
         let path: [UInt8]
-        var decompressionFailure: [UInt8]?
         do throws(Errno) {
             contents = try readWholeFile(plain, limit: 1 << 31)
             path = plain
         } catch .noSuchFileOrDirectory {
+            let packed: [UInt8]
             do throws(Errno) {
-                let packed = try readWholeFile(compressed, limit: 1 << 31)
-                path = compressed
-                guard let unpacked = try? BZip2.decompress(packed, jobs: request.jobs) else {
-                    decompressionFailure = compressed
-                    return nil
-                }
-                contents = unpacked
+                packed = try readWholeFile(compressed, limit: 1 << 31)
             } catch .noSuchFileOrDirectory {
                 return nil
             } catch {
                 throw BackupFailure(.failure, "could not read file \"\(displayPath(compressed))\": \(error)")
             }
+            path = compressed
+            do {
+                contents = try BZip2.decompress(packed, jobs: request.jobs)
+            } catch {
+                throw BackupFailure(.failure, "could not decompress file \"\(displayPath(compressed))\": \(error)",
+                                    hints: ["The archived copy is damaged; the backup cannot carry it."])
+            }
         } catch {
             throw BackupFailure(.failure, "could not read file \"\(displayPath(plain))\": \(error)")
         }
-        if let decompressionFailure {
-            // Decompressed again for the message: the engine's error says what is wrong with the file.
-            var reason = "compressed data is corrupt"
-            if let packed = try? readWholeFile(decompressionFailure, limit: 1 << 31) {
-                do { _ = try BZip2.decompress(packed, jobs: 1) } catch { reason = error.description }
+        guard let walName = WALFileName(name) else { return contents }
+        if case .timelineHistory = walName.kind {
+            if let problem = timelineHistoryProblem(contents, timeline: walName.timeline) {
+                throw BackupFailure(.failure, "archive file \"\(displayPath(path))\" is not a valid timeline history file: \(problem)")
             }
-            throw BackupFailure(.failure, "could not decompress file \"\(displayPath(decompressionFailure))\": \(reason)")
+            return contents
         }
-        if let expectedSize, UInt64(contents.count) != expectedSize {
-            throw BackupFailure(.failure, "WAL file \"\(displayPath(path))\" has \(contents.count) bytes instead of \(expectedSize)",
+        let facts: WALSegmentFacts
+        do throws(WALSegmentProblem) {
+            facts = try checkWALSegment(name: walName, firstBytes: contents.prefix(64), fileSize: UInt64(contents.count))
+        } catch {
+            throw BackupFailure(.failure, "archive file \"\(displayPath(path))\" is not a valid WAL segment \"\(name)\": \(error)",
                                 hints: ["Is archive_command copying files whole? A partial copy must never carry the final name."])
+        }
+        guard facts.systemIdentifier == control.systemIdentifier, UInt64(facts.segmentSize.bytes) == control.walSegmentSize else {
+            throw BackupFailure(.failure, "archive file \"\(displayPath(path))\" belongs to database system \(facts.systemIdentifier) with \(facts.segmentSize) segments, "
+                                + "but the server is database system \(control.systemIdentifier)",
+                                hints: ["Is --wal-archive another cluster's archive?"])
         }
         return contents
     }
