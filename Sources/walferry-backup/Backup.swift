@@ -61,7 +61,7 @@ struct BackupCommand: ParsableCommand {
     var label: String?
 
     @Option(name: [.customShort("c"), .customLong("checkpoint")],
-            help: ArgumentHelp("fast: an immediate checkpoint; spread (default): paced by checkpoint_completion_target.",
+            help: ArgumentHelp("fast: an immediate checkpoint; spread: paced by checkpoint_completion_target.",
                                valueName: "fast|spread"))
     var checkpoint = "spread"
 
@@ -80,7 +80,7 @@ struct BackupCommand: ParsableCommand {
     var jobs: Int?
 
     @Option(name: [.customShort("Z"), .customLong("compress-level")],
-            help: ArgumentHelp("bzip2 level, 1 to 9 (default 9).", valueName: "LEVEL"))
+            help: ArgumentHelp("bzip2 level, 1 to 9.", valueName: "LEVEL"))
     var level = 9
 
     @Flag(name: [.customShort("P"), .long], help: "Show progress even when standard error is not a terminal.")
