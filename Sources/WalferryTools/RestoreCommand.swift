@@ -34,9 +34,11 @@ struct RestoreCommand: ParsableCommand {
             Exit status: 0 restored, 1 not in the archive. Any other failure: 1 on a standby (the server \
             retries), and in targeted recovery 200 usage error, 201 I/O error or missing archive \
             directory, 202 the archived file failed verification, 203 missing or foreign archive \
-            identity record (the server stops instead of ending recovery early). Without --standby or \
-            --pitr, standby.signal in the working directory (or, before PostgreSQL 12, standby_mode = on \
-            in recovery.conf) means standby, anything else targeted recovery.
+            identity record (the server stops instead of ending recovery early).
+
+            Without --standby or --pitr, standby.signal in the working directory (or, before \
+            PostgreSQL 12, standby_mode = on in recovery.conf) means standby, anything else targeted \
+            recovery.
             """,
         helpNames: [.short, .long]
     )
