@@ -400,6 +400,52 @@ final class BackgroundProcess {
         #expect(segments.contains(starts[2]))
     }
 
+    /// The archiver far behind at the stop. It takes ready files in name order, so the backup history
+    /// file (named after the start segment) goes before the segments that follow the start: it says
+    /// nothing of the stop segment. The backup must wait for that one, and carry every segment.
+    @Test func aBackupWaitsForItsLastSegmentWhenTheArchiverIsBehind() throws {
+        let pg = try PostgresInstallation.system()
+        let folder = try TemporaryDirectory(prefix: "walferry-backup-behind")
+        let archive = try folder.makeDirectory("archive")
+        try handToPostgresUser(archive)
+        let backups = try folder.makeDirectory("backups")
+        // Each file takes the archiver 1.5 s.
+        let primary = try PostgresCluster(installation: pg, name: "primary-behind", settings: [
+            "archive_mode": "on",
+            "archive_command": "'sleep 1.5 && \(postgresReachableToolDirectory)/walferry-archive %p \(archive)/%f'",
+        ])
+        try primary.start()
+        defer { try? primary.stop() }
+        let run = try BackgroundProcess(walferryTool("walferry-backup"),
+                                        ["-d", conninfo(primary), "-D", primary.dataDirectory, "-o", backups, "-c", "fast",
+                                         "--wal-archive", archive, "-v"],
+                                        environment: ["WALFERRY_BACKUP_TEST_DELAY_MS": "5"])
+        try waitUntil("the backup is copying", timeout: 30) {
+            (try listDirectory(backups)).contains { $0.hasPrefix(".walferry-backup-partial-") && entryExists(backups + "/" + $0 + "/base.tar.bz2") }
+        }
+        // While the files are copied, four more segments become ready: six seconds of archiving.
+        for round in 1...4 {
+            _ = try primary.sql("CREATE TABLE behind\(round) AS SELECT generate_series(1, 1000) AS x")
+            _ = try primary.sql("SELECT pg_switch_wal()")
+        }
+        #expect(try run.wait(timeout: 120) == 0, "\(run.stderr)")
+        let lines = run.stderr.split(separator: "\n").map(String.init)
+        let stopLine = try #require(lines.first { $0.contains(" start WAL file ") }, "\(run.stderr)")
+        let start = try #require(stopLine.components(separatedBy: " start WAL file ").last.map { String($0.prefix(24)) })
+        let added = try #require(lines.first { $0.contains("WAL segment(s) from") }, "\(run.stderr)")
+        let count = Int(added.components(separatedBy: "added ").last?.split(separator: " ").first ?? "") ?? 0
+        #expect(count >= 5, "\(added)")
+        let backup = try #require(try listDirectory(backups).first { !$0.hasPrefix(".") })
+        let walMembers = try tarMembers("/bin/tar", backups + "/" + backup + "/base.tar.bz2")
+            .filter { $0.hasPrefix("pg_wal/") && $0.count == "pg_wal/".count + 24 }
+        #expect(walMembers.count == count, "\(walMembers)")
+        #expect(walMembers.first == "pg_wal/" + start, "\(walMembers)")
+        // Each the archive's copy: the last is the stop segment, archived after the history file.
+        for member in walMembers {
+            #expect(entryExists(archive + "/" + member.dropFirst("pg_wal/".count)), "\(member)")
+        }
+    }
+
     /// 17 and 18: pg_backup_start/stop, a version-2 manifest (with the system identifier, which their
     /// pg_verifybackup compares with pg_control), pg_wal/summaries.
     @Test(arguments: [17, 18])

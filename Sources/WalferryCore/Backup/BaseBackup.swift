@@ -327,8 +327,7 @@ private final class BaseBackupRun {
             throw BackupFailure(.server, "the server returned a stop location or labelfile that cannot be read")
         }
         if waitHere {
-            let historyFile = "\(labelInfo.startWALFile).\(backupHex8(UInt32(truncatingIfNeeded: labelInfo.startLSN % control.walSegmentSize))).backup"
-            try waitForArchiving(lastSegment, historyFile: historyFile, server: server)
+            try waitForArchiving(lastSegment, server: server)
         }
         info("backup stopped at \(stop.stopLSN); start WAL file \(labelInfo.startWALFile), timeline \(labelInfo.timeline)")
         if labelInfo.startLSN != startLSN {
@@ -397,12 +396,14 @@ private final class BaseBackupRun {
     /// Waits until the server has archived `segment` (the last one the backup needs), as
     /// pg_backup_stop(true) does: with a warning every minute, interruptible by a signal.
     ///
-    /// The archiver takes the ready segments in order and retries a failed one until it succeeds, but
-    /// serves history and backup history files first. So `segment` is archived once the last archived
-    /// file is `segment` or a later segment, or this backup's own history file (made ready after
-    /// `segment`, so archived after it whenever it is the last). Anything else (another backup's history
-    /// file) leaves it open; after a few seconds archive_status itself is asked, when the role may.
-    func waitForArchiving(_ segment: String, historyFile: String, server: any BackupServer) throws(BackupFailure) {
+    /// The archiver takes the ready files in name order (only timeline history files go first) and
+    /// retries a failed one until it succeeds. A backup history file, `START.OFFSET.backup`, sorts
+    /// after its start segment and before the next one: when the archiver is behind, it is archived
+    /// before the segments that follow the backup's start, so it says nothing of the stop segment.
+    /// Hence `segment` is archived once the last archived segment or backup history file is named
+    /// `segment` or later (the same timeline's names compare as their positions). Anything else leaves
+    /// it open; after a few seconds archive_status itself is asked, when the role may.
+    func waitForArchiving(_ segment: String, server: any BackupServer) throws(BackupFailure) {
         let started = monotonicSeconds()
         var warned = 0
         while true {
@@ -411,9 +412,11 @@ private final class BaseBackupRun {
                 console.warning("WAL archiving is not enabled; the WAL up to \(segment) must reach the archive by other means for the backup to be usable")
                 return
             }
-            if let last = status.lastArchivedWAL {
-                if last == historyFile { return }
-                if last.count == 24, last >= segment { return }
+            if let last = status.lastArchivedWAL, let name = WALFileName(last), name.compression == nil, last >= segment {
+                switch name.kind {
+                case .segment, .backupHistory: return
+                case .partial, .timelineHistory: break
+                }
             }
             let waited = Int(monotonicSeconds() - started)
             if waited >= 3, server.segmentArchived(segment) == true { return }
@@ -482,12 +485,6 @@ private final class BaseBackupRun {
         }
         return contents
     }
-}
-
-/// `value` as eight upper-case hex digits, as the server's %08X.
-func backupHex8(_ value: UInt32) -> String {
-    let digits = String(value, radix: 16, uppercase: true)
-    return String(repeating: "0", count: max(0, 8 - digits.count)) + digits
 }
 
 /// The tablespaces in pg_tblspc (symbolic links named by OID).
