@@ -48,20 +48,12 @@ import TestSupport
             try FileManager.default.removeItem(atPath: scene.pgWAL + "/" + WAL.name(number))
         }
 
-        let spool = scene.folder.join("spool")
-        let restored = try links.run("walferry-restore", ["--pitr", "--prefetch", "2", "--spool", spool, scene.source(WAL.name(1)), "pg_wal/RECOVERYXLOG"], in: scene.data)
+        let restored = try links.run("walferry-restore", ["--pitr", "--prefetch", "2", "--spool", scene.spool, scene.source(WAL.name(1)), "pg_wal/RECOVERYXLOG"], in: scene.data)
         #expect(restored.status == 0, "\(restored)")
         #expect(restored.stderr == "")
         #expect(try readFile(scene.recoveryXLOG) == contents[1])
         // The detached worker is the same binary started again; only its argv[0] makes it walferry-restore.
-        try waitUntil("the prefetch worker started through the link has filled the spool", timeout: 60) {
-            let entries = (try? listDirectory(spool).filter { $0.count == 33 && !$0.hasPrefix(".") }) ?? []
-            guard entries.map({ String($0.prefix(24)) }) == [WAL.name(2), WAL.name(3)] else { return false }
-            let fd = open(spool + "/walferry.spool.lock", O_RDWR)
-            guard fd >= 0 else { return false }
-            defer { close(fd) }
-            return flock(fd, LOCK_EX | LOCK_NB) == 0
-        }
+        try scene.waitForSpool([WAL.name(2), WAL.name(3)])
 
         let cleaned = try links.run("walferry-cleanup", ["-x", ".bz2", scene.archive, WAL.name(3)])
         #expect(cleaned.status == 0, "\(cleaned)")
