@@ -32,8 +32,11 @@ public enum WalferryTool: String, CaseIterable, Sendable {
         return WalferryTool(rawValue: name)
     }
 
-    /// The multi-call binary's entry: runs the tool named by argv[0], or explains and exits 2 (the
-    /// usage status of all three tools' quick checks) when started under another name.
+    /// The multi-call binary's entry: runs the tool named by argv[0], or explains and exits 127 when
+    /// started under another name. Not knowing which tool it should be, it cannot know which status
+    /// the server would read safely: in a targeted recovery's restore_command any status up to 125
+    /// means "not in the archive" and ends the recovery early, so it answers as the shell does for a
+    /// command that does not exist, which every server context treats as a hard failure.
     public static func runInvoked() -> Never {
         let argument0 = CommandLine.arguments.first ?? "walferry"
         if let tool = invoked(as: argument0) { tool.run() }
@@ -41,6 +44,6 @@ public enum WalferryTool: String, CaseIterable, Sendable {
         console.error("started as \"\(argument0)\", which is not the name of a walferry tool")
         let names = allCases.map(\.rawValue).joined(separator: ", ")
         console.hint("Run it through one of its names: \(names) (symbolic links to this file).")
-        exit(2)
+        exit(127)
     }
 }
