@@ -104,73 +104,9 @@ func tarMembers(_ tool: String, _ tarball: String) throws -> [String] {
     return outcome.stdoutLines.sorted()
 }
 
-/// A process running in the background, its standard error captured in a file.
-///
-/// Started with posix_spawn and reaped with waitpid, as TestSupport's runProcess, rather than with
-/// Foundation's Process, whose termination monitoring is not needed here.
-final class BackgroundProcess {
-    let pid: pid_t
-    let stderrPath: String
-    private let folder: TemporaryDirectory
-    private var exitStatus: Int32?
-
-    init(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws {
-        folder = try TemporaryDirectory(prefix: "walferry-bg")
-        stderrPath = folder.join("stderr")
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        let environmentList = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }.map { "\($0.key)=\($0.value)" }
-        func cStrings(_ strings: [String]) -> [UnsafeMutablePointer<CChar>?] { strings.map { strdup($0) } + [nil] }
-        let argv = cStrings([executable] + arguments), envp = cStrings(environmentList)
-        defer { (argv + envp).forEach { free($0) } }
-        // The test runner blocks some signals in its threads, and a spawned process inherits the mask:
-        // pgbench -T never ends with SIGALRM blocked. Start with nothing blocked and default actions.
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var none = sigset_t(), all = sigset_t()
-        sigemptyset(&none)
-        sigfillset(&all)
-        sigdelset(&all, SIGKILL)
-        sigdelset(&all, SIGSTOP)
-        posix_spawnattr_setsigmask(&attributes, &none)
-        posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        var child: pid_t = 0
-        let spawned = posix_spawn(&child, executable, &actions, &attributes, argv, envp)
-        guard spawned == 0 else { throw TestFailure("could not run \(executable): \(String(cString: strerror(spawned)))") }
-        pid = child
-    }
-
-    deinit {
-        if exitStatus == nil {
-            kill(pid, SIGKILL)
-            var status: Int32 = 0
-            waitpid(pid, &status, 0)
-        }
-    }
-
-    /// Sends SIGTERM.
-    func terminate() { kill(pid, SIGTERM) }
-
-    /// Waits for the exit, with a deadline; returns the exit status (128 + N for a signal).
-    func wait(timeout: Double) throws -> Int32 {
-        try waitUntil("process \(pid) exits", timeout: timeout) {
-            if exitStatus != nil { return true }
-            var status: Int32 = 0
-            guard waitpid(pid, &status, WNOHANG) == pid else { return false }
-            let signal = status & 0x7F
-            exitStatus = signal == 0 ? (status >> 8) & 0xFF : 128 + signal
-            return true
-        }
-        return exitStatus ?? -1
-    }
-
-    var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+/// Starts `executable` in the background with the test process's environment and `extra` added.
+func startInBackground(_ executable: String, _ arguments: [String], environment extra: [String: String] = [:]) throws -> RunningProcess {
+    try RunningProcess(executable, arguments, environment: ProcessInfo.processInfo.environment.merging(extra) { _, new in new })
 }
 
 @Suite(.serialized) struct BackupClusterTests {
@@ -188,13 +124,14 @@ final class BackgroundProcess {
         #expect(initialise.status == 0, "\(initialise)")
 
         // A bounded load in the background for the whole backup.
-        let load = try BackgroundProcess(pg.tool("pgbench"), ["-n", "-c", "2", "-T", "6"] + bench + ["postgres"])
+        let load = try startInBackground(pg.tool("pgbench"), ["-n", "-c", "2", "-T", "6"] + bench + ["postgres"])
         usleep(300_000)
         let outcome = try runTool("walferry-backup", ["-d", conninfo(primary), "-D", primary.dataDirectory, "-o", backups,
                                                       "-c", "fast", "-j", "2", "--wal-archive", archive])
         #expect(outcome.status == 0, "\(outcome)")
         #expect(outcome.stdout == "" && outcome.stderr == "", "a successful run is silent: \(outcome)")
-        #expect(try load.wait(timeout: 60) == 0, "pgbench: \(load.stderr)")
+        let loaded = try load.wait(timeout: 60)
+        #expect(loaded.status == 0 && !loaded.signaled, "pgbench: \(loaded.stderr)")
 
         // The chosen point: after the load, with every segment up to it archived.
         let expected = try pgbenchState { try primary.sql($0) }
@@ -339,8 +276,8 @@ final class BackgroundProcess {
 
         /// Starts a slowed backup (WALFERRY_BACKUP_TEST_DELAY_MS: 20 ms a file, about 20 s for a fresh
         /// cluster) and waits until it is copying.
-        func slowBackup() throws -> BackgroundProcess {
-            let run = try BackgroundProcess(walferryTool("walferry-backup"), arguments,
+        func slowBackup() throws -> RunningProcess {
+            let run = try startInBackground(walferryTool("walferry-backup"), arguments,
                                             environment: ["WALFERRY_BACKUP_TEST_DELAY_MS": "20"])
             try waitUntil("the backup is copying", timeout: 30) {
                 (try listDirectory(backups)).contains { name in
@@ -362,9 +299,10 @@ final class BackgroundProcess {
         #expect(try primary.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'walferry-backup'") == "1")
         #expect(try primary.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'walferry-backup'") == "t")
         let killedAt = Date()
-        #expect(try killed.wait(timeout: 15) == 5, "\(killed.stderr)")
+        let killedOutcome = try killed.wait(timeout: 15)
+        #expect(killedOutcome.status == 5 && !killedOutcome.signaled, "\(killedOutcome.stderr)")
         #expect(Date().timeIntervalSince(killedAt) < 5, "the backup went on for \(Date().timeIntervalSince(killedAt)) s")
-        #expect(killed.stderr.split(separator: "\n").map(String.init) == [
+        #expect(killedOutcome.stderrLines == [
             // The server's WARNING reaches the client before the FATAL that ends the session.
             "walferry-backup: warning: server: aborting backup due to backend exiting before pg_backup_stop was called",
             "walferry-backup: error: the backup's session ended before pg_backup_stop, so the backup is void: FATAL:  terminating connection due to administrator command",
@@ -374,9 +312,10 @@ final class BackgroundProcess {
 
         // 3. SIGTERM mid-copy: exit 8, nothing left, and the server's backup is aborted with the session.
         let interrupted = try slowBackup()
-        interrupted.terminate()
-        #expect(try interrupted.wait(timeout: 15) == 8, "\(interrupted.stderr)")
-        #expect(interrupted.stderr == "walferry-backup: error: interrupted by signal 15 (SIGTERM); the backup was abandoned\n")
+        interrupted.signal(SIGTERM)
+        let interruptedOutcome = try interrupted.wait(timeout: 15)
+        #expect(interruptedOutcome.status == 8 && !interruptedOutcome.signaled, "\(interruptedOutcome.stderr)")
+        #expect(interruptedOutcome.stderr == "walferry-backup: error: interrupted by signal 15 (SIGTERM); the backup was abandoned\n")
         #expect(try listDirectory(backups) == [".walferry-backup.lock"])
 
         // 4. Three backups with --keep 2: the two newest stay, with the WAL from the older one's start.
@@ -416,7 +355,7 @@ final class BackgroundProcess {
         ])
         try primary.start()
         defer { try? primary.stop() }
-        let run = try BackgroundProcess(walferryTool("walferry-backup"),
+        let running = try startInBackground(walferryTool("walferry-backup"),
                                         ["-d", conninfo(primary), "-D", primary.dataDirectory, "-o", backups, "-c", "fast",
                                          "--wal-archive", archive, "-v"],
                                         environment: ["WALFERRY_BACKUP_TEST_DELAY_MS": "5"])
@@ -428,8 +367,9 @@ final class BackgroundProcess {
             _ = try primary.sql("CREATE TABLE behind\(round) AS SELECT generate_series(1, 1000) AS x")
             _ = try primary.sql("SELECT pg_switch_wal()")
         }
-        #expect(try run.wait(timeout: 120) == 0, "\(run.stderr)")
-        let lines = run.stderr.split(separator: "\n").map(String.init)
+        let run = try running.wait(timeout: 120)
+        #expect(run.status == 0 && !run.signaled, "\(run.stderr)")
+        let lines = run.stderrLines
         let stopLine = try #require(lines.first { $0.contains(" start WAL file ") }, "\(run.stderr)")
         let start = try #require(stopLine.components(separatedBy: " start WAL file ").last.map { String($0.prefix(24)) })
         let added = try #require(lines.first { $0.contains("WAL segment(s) from") }, "\(run.stderr)")

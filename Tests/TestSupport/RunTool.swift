@@ -37,10 +37,13 @@ public func runProcess(_ executable: String, _ arguments: [String], workingDirec
     try RunningProcess(executable, arguments, workingDirectory: workingDirectory, environment: environment, input: input).wait()
 }
 
-/// A process started and not yet waited for: a test can signal it, then wait.
+/// A process started and not yet waited for: a test can signal it, then wait, with or without a
+/// deadline. One that is never waited for (a test that failed first) is killed and reaped.
 public final class RunningProcess {
     public let pid: pid_t
     private let out: CaptureFile, err: CaptureFile, stdin: CaptureFile
+    /// The wait status, once reaped.
+    private var waitStatus: Int32?
 
     public init(_ executable: String, _ arguments: [String], workingDirectory: String? = nil,
                 environment: [String: String]? = nil, input: [UInt8]? = nil) throws {
@@ -88,12 +91,37 @@ public final class RunningProcess {
     /// Sends `signal` to the process.
     public func signal(_ signal: Int32) { kill(pid, signal) }
 
+    deinit {
+        if waitStatus == nil {
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        }
+    }
+
     /// Waits for the process to end and returns what it did.
     public func wait() throws -> ProcessOutcome {
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 {
             guard errno == EINTR else { throw TestFailure("waitpid failed: \(String(cString: strerror(errno)))") }
         }
+        waitStatus = status
+        return try outcome(status)
+    }
+
+    /// Waits at most `timeout` seconds for the process to end (a test failure after that) and returns
+    /// what it did.
+    public func wait(timeout: Double) throws -> ProcessOutcome {
+        try waitUntil("process \(pid) exits", timeout: timeout) {
+            var status: Int32 = 0
+            guard waitpid(pid, &status, WNOHANG) == pid else { return false }
+            waitStatus = status
+            return true
+        }
+        return try outcome(waitStatus ?? 0)
+    }
+
+    private func outcome(_ status: Int32) throws -> ProcessOutcome {
         let signal = status & 0x7F  // WIFSIGNALED / WTERMSIG / WEXITSTATUS, which Swift does not import
         let outBytes = try out.contents(), errBytes = try err.contents()
         return ProcessOutcome(status: signal == 0 ? (status >> 8) & 0xFF : signal,
