@@ -272,7 +272,7 @@ import TestSupport
         #expect(parseLSN("16/B374D848") == 0x16_B374_D848)
         #expect(parseLSN("0/0") == 0)
         #expect(parseLSN("x/1") == nil && parseLSN("1") == nil && parseLSN("123456789/0") == nil)
-        #expect(lsnText(0x16_B374_D848) == "16/B374D848")
+        #expect(formatLSN(0x16_B374_D848) == "16/B374D848")
 
         let mb16: UInt64 = 16 << 20
         #expect(walSegmentsNeeded(timeline: 1, startLSN: 0x7000028, stopLSN: 0x7000100, segmentSize: mb16) == ["000000010000000000000007"])
@@ -357,6 +357,6 @@ import TestSupport
 
 extension BackupLabel {
     init(startLSN: UInt64, startWALFile: String, timeline: UInt32) {
-        self.init(labelfile: Array("START WAL LOCATION: \(lsnText(startLSN)) (file \(startWALFile))\nSTART TIMELINE: \(timeline)\n".utf8))!
+        self.init(labelfile: Array("START WAL LOCATION: \(formatLSN(startLSN)) (file \(startWALFile))\nSTART TIMELINE: \(timeline)\n".utf8))!
     }
 }

@@ -451,7 +451,7 @@ private struct Archiver {
         }
         guard crc.value == expected, total == length else {
             throw ArchiveFailure(status: .verification,
-                                 message: "verification of file \"\(tempPath)\" failed: decompressed \(total) bytes with CRC-32C \(hex(crc.value)), expected \(length) bytes with \(hex(expected))")
+                                 message: "verification of file \"\(tempPath)\" failed: decompressed \(total) bytes with CRC-32C \(hex8(crc.value)), expected \(length) bytes with \(hex8(expected))")
         }
     }
 
@@ -469,11 +469,6 @@ private struct Archiver {
             return ArchiveFailure(status: .failure, message: "could not \(step) \"\(temporaryPath)\": \(errno)", hint: hint)
         }
     }
-}
-
-private func hex(_ value: UInt32) -> String {
-    let digits = String(value, radix: 16, uppercase: true)
-    return String(repeating: "0", count: 8 - digits.count) + digits
 }
 
 /// SOURCE, opened, with what its first page says.

@@ -52,26 +52,12 @@ public struct BackupManifest: Sendable {
         }
         text += Array("\n],\n".utf8)
         text += Array("\"WAL-Ranges\": [\n".utf8)
-        text += Array("{ \"Timeline\": \(timeline), \"Start-LSN\": \"\(lsnText(startLSN))\", \"End-LSN\": \"\(lsnText(endLSN))\" }".utf8)
+        text += Array("{ \"Timeline\": \(timeline), \"Start-LSN\": \"\(formatLSN(startLSN))\", \"End-LSN\": \"\(formatLSN(endLSN))\" }".utf8)
         text += Array("\n],\n".utf8)
         let checksum = SHA256.hexDigest(text)
         text += Array("\"Manifest-Checksum\": \"\(checksum)\"}\n".utf8)
         return text
     }
-}
-
-/// An LSN as PostgreSQL prints it: "%X/%X". (WAL/WALSegmentHeader.swift has the same as formatLSN; this
-/// copy keeps the backup code independent of work in progress there.)
-func lsnText(_ lsn: UInt64) -> String {
-    String(lsn >> 32, radix: 16, uppercase: true) + "/" + String(lsn & 0xFFFF_FFFF, radix: 16, uppercase: true)
-}
-
-/// Parses "X/Y" (hex, either case), as pg_lsn_in.
-public func parseLSN(_ text: some StringProtocol) -> UInt64? {
-    let parts = text.split(separator: "/", omittingEmptySubsequences: false)
-    guard parts.count == 2, (1...8).contains(parts[0].count), (1...8).contains(parts[1].count),
-          let high = UInt64(parts[0], radix: 16), let low = UInt64(parts[1], radix: 16) else { return nil }
-    return high << 32 | low
 }
 
 /// "YYYY-MM-DD HH:MM:SS GMT", the server's Last-Modified format.

@@ -331,7 +331,7 @@ private final class BaseBackupRun {
         }
         info("backup stopped at \(stop.stopLSN); start WAL file \(labelInfo.startWALFile), timeline \(labelInfo.timeline)")
         if labelInfo.startLSN != startLSN {
-            console.warning("the labelfile's start location \(lsnText(labelInfo.startLSN)) differs from pg_backup_start's \(startText)")
+            console.warning("the labelfile's start location \(formatLSN(labelInfo.startLSN)) differs from pg_backup_start's \(startText)")
         }
 
         let now = wallClockSeconds()
@@ -345,7 +345,7 @@ private final class BaseBackupRun {
         if let walArchive = request.walArchive {
             guard let segments = walSegmentsNeeded(timeline: labelInfo.timeline, startLSN: labelInfo.startLSN,
                                                    stopLSN: stopLSN, segmentSize: control.walSegmentSize) else {
-                throw BackupFailure(.server, "the backup's WAL range \(lsnText(labelInfo.startLSN)) to \(stop.stopLSN) is invalid")
+                throw BackupFailure(.server, "the backup's WAL range \(formatLSN(labelInfo.startLSN)) to \(stop.stopLSN) is invalid")
             }
             let walDirectory = treeOptions.walDirectoryName
             var names = segments

@@ -491,7 +491,7 @@ func timelineHistoryProblem(_ bytes: [UInt8], timeline: UInt32) -> String? {
         guard let tliText = fields.first, let tli = UInt32(String(decoding: tliText, as: UTF8.self)) else {
             return "line \(number): expected a numeric timeline ID"
         }
-        guard fields.count >= 2, parseLSN(fields[1]) != nil else {
+        guard fields.count >= 2, parseLSN(String(decoding: fields[1], as: UTF8.self)) != nil else {
             return "line \(number): expected a write-ahead log switchpoint location"
         }
         if let last, tli <= last { return "line \(number): timeline IDs must be in increasing sequence" }
@@ -500,15 +500,6 @@ func timelineHistoryProblem(_ bytes: [UInt8], timeline: UInt32) -> String? {
     guard let last else { return "file lists no parent timeline" }
     guard last < timeline else { return "timeline IDs must be less than the file's own timeline \(timeline)" }
     return nil
-}
-
-/// `%X/%X`, 1 to 8 hexadecimal digits on each side.
-private func parseLSN(_ text: some Collection<UInt8>) -> UInt64? {
-    let parts = text.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
-    guard parts.count == 2, let high = UInt32(String(decoding: parts[0], as: UTF8.self), radix: 16),
-          let low = UInt32(String(decoding: parts[1], as: UTF8.self), radix: 16),
-          parts[0].count <= 8, parts[1].count <= 8 else { return nil }
-    return UInt64(high) << 32 | UInt64(low)
 }
 
 // MARK: - Reading the identity record and the data directory

@@ -133,3 +133,11 @@ public func checkWALSegment(name: WALFileName, firstBytes: some Collection<UInt8
 public func formatLSN(_ lsn: UInt64) -> String {
     String(lsn >> 32, radix: 16, uppercase: true) + "/" + String(lsn & 0xFFFF_FFFF, radix: 16, uppercase: true)
 }
+
+/// Parses "X/Y" (hex, either case, 1 to 8 digits each side), as pg_lsn_in.
+public func parseLSN(_ text: some StringProtocol) -> UInt64? {
+    let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+    guard parts.count == 2, (1...8).contains(parts[0].count), (1...8).contains(parts[1].count),
+          let high = UInt64(parts[0], radix: 16), let low = UInt64(parts[1], radix: 16) else { return nil }
+    return high << 32 | low
+}
