@@ -16,7 +16,8 @@ import TestSupport
 
         let primary = try PostgresCluster(installation: pg, name: "primary", settings: [
             "archive_mode": "on",
-            // walferry-archive arrives with its own issue; a guarded cp is enough to fill the archive here.
+            // A guarded cp fills the archive: this test is about the cleanup alone (ArchiveClusterTests and
+            // RestoreClusterTests run walferry-archive under a server).
             "archive_command": "'test ! -f \(archive)/%f && cp %p \(archive)/%f'",
         ])
         try primary.start()
