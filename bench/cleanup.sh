@@ -5,7 +5,7 @@
 #   BENCH_DIR=/some/ext4/dir bench/cleanup.sh   (default: /dev/shm, tmpfs, where file creation is cheap)
 #
 # 1. Bulk: FILES empty WAL-named files (timeline 1, consecutive segments); the cut-off keeps the upper
-#    half, as in ../shared/reference/baselines.md §4. Each round builds two identical folders and runs
+#    half, so that half the files are removed. Each round builds two identical folders and runs
 #    both tools, alternating which goes first; both must leave exactly the same files.
 # 2. Start-up: 300 runs of each tool on a 10-file archive with nothing to remove, the cost that
 #    archive_cleanup_command pays at every restartpoint.

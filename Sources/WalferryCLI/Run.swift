@@ -8,11 +8,7 @@
 import ArgumentParser
 import WalferryCore
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// Parses the process's arguments as `Command`. Help and version requests are printed here and end
 /// the process with status 0; a usage error is printed and ends it with `usageStatus`.

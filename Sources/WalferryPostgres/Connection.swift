@@ -14,11 +14,7 @@
 import CLibPQ
 import Synchronization
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// A failed connection or query, with the server's (or libpq's) message, trimmed.
 public struct PostgresError: Error, Sendable, CustomStringConvertible {

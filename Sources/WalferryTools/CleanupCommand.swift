@@ -5,11 +5,7 @@ import ArgumentParser
 import WalferryCLI
 import WalferryCore
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 struct CleanupCommand: ParsableCommand {
     static let programName = "walferry-cleanup"

@@ -11,11 +11,7 @@ import ArgumentParser
 import WalferryCLI
 import WalferryCore
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 struct RestoreCommand: ParsableCommand {
     static let programName = "walferry-restore"

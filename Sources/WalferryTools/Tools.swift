@@ -5,11 +5,7 @@
 
 import WalferryCore
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 public enum WalferryTool: String, CaseIterable, Sendable {
     case archive = "walferry-archive"

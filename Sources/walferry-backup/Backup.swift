@@ -7,11 +7,7 @@ import WalferryCLI
 import WalferryCore
 import WalferryPostgres
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 @main
 struct BackupCommand: ParsableCommand {

@@ -167,7 +167,7 @@ import TestSupport
         }
     }
 
-    /// The edge cases of postgresql-semantics.md 1.6, each compared with both versions.
+    /// The edge cases of pg_archivecleanup's rules (docs/server-rules.md §1), one archive holding them all, each compared with both versions.
     @Test(arguments: [15, 17])
     func agreesOnTheDocumentedEdgeCases(_ version: Int) throws {
         let pg = try PostgresInstallation.version(version)

@@ -2,7 +2,7 @@
 // (a valid long page header, then a recognisable body), an identity record as walferry-archive writes
 // it, and a fake data directory with pg_wal to restore into.
 //
-// Like postgresql-semantics.md 3.4's hexdump of a real segment, made to order: 1 MB segments keep the
+// Like the first page of a real segment (docs/server-rules.md §3), made to order: 1 MB segments keep the
 // tests fast, and every field can be made wrong on purpose.
 
 import Foundation

@@ -1,5 +1,5 @@
 // pg_archivecleanup's cut-off normalisation and removal test, case by case
-// (postgresql-semantics.md 1.3, 1.4 and the table of 1.6). The differential tests in EndToEndTests
+// (docs/server-rules.md §1: pg_archivecleanup.c, SetWALFileNameForCleanup and CleanupPriorWALFiles). The differential tests in EndToEndTests
 // compare the whole tool with the real pg_archivecleanup on random archives.
 
 import Testing

@@ -105,7 +105,7 @@ struct WALFileNameTests {
         var testDescription: String { "\(megabytes) MB" }
     }
 
-    /// postgresql-semantics.md 2.1: the last name before a log roll, checked with pg_walfile_name().
+    /// docs/server-rules.md §2: the last name before a log roll, checked with pg_walfile_name().
     static let rolls = [
         Roll(megabytes: 1, perLog: 4096, lastBeforeRoll: "000000010000000000000FFF"),
         Roll(megabytes: 16, perLog: 256, lastBeforeRoll: "0000000100000000000000FF"),

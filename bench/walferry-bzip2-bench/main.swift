@@ -6,11 +6,7 @@
 
 import WalferryCore
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 let console = Console(program: "walferry-bzip2-bench")
 var decompressing = false

@@ -20,11 +20,7 @@
 // directory knows but that has no identity record is refused, naming the likely cause (the share is
 // not mounted), until the DBA removes the line to start a new archive there on purpose.
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// The cluster an archive belongs to.
 public struct ArchiveIdentity: Sendable, Equatable, CustomStringConvertible {

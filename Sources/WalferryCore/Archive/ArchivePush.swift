@@ -16,11 +16,7 @@
 // - every failure exits with a status from 1 to 125, which the archiver retries; an interruption
 //   removes the temporary file and exits 1 rather than dying by the signal.
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// The exit statuses of walferry-archive. All failures are below 126: the archiver retries them.
 public enum ArchiveExitStatus: Int32, Sendable {

@@ -8,11 +8,7 @@
 // between reads (every megabyte), stops, and removes its partial output. No work happens in a signal
 // handler: the signals are blocked in every thread and taken synchronously by the signal thread.
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// Why a backup was stopped from outside the copying thread.
 public enum BackupAbortReason: Sendable, Equatable {

@@ -7,11 +7,7 @@
 // (fsyncing a file, then its directory, renaming, then fsyncing the parent) may move to a shared
 // System/DurableFile.swift once both sides exist.
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// A path as bytes, for messages: invalid UTF-8 is shown with replacement characters.
 func displayPath(_ path: [UInt8]) -> String { String(decoding: path, as: UTF8.self) }

@@ -8,11 +8,7 @@
 // single tarball on standard output (with backup_manifest as its last member), and the same through a
 // temporary file renamed into place for `-o FILE`.
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// Where walferry-backup writes, decided from -o.
 public enum BackupDestination: Sendable, Equatable {

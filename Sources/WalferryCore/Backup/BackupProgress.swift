@@ -5,11 +5,7 @@
 // Without a terminal (-P forced) a full line is printed every ten seconds instead, since a log file
 // has no use for carriage returns.
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// Counts the bytes copied and redraws the line at most twice a second.
 final class BackupProgress {

@@ -9,11 +9,7 @@
 // (BZip2Writer) and each file's CRC-32C for backup_manifest is computed on the way through, so nothing
 // is read twice.
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// A tar stream being written, compressed, to `fd`.
 final class BackupTarStream {

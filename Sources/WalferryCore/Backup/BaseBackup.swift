@@ -18,11 +18,7 @@
 // The SQL is behind `BackupServer`, which WalferryPostgres implements with libpq, so that this module
 // never links libpq.
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// The server side of a backup: one session, kept for the whole backup.
 ///

@@ -12,11 +12,7 @@
 //   input gets the same answer as pg_archivecleanup's.
 // The strict WAL name type (WAL/WALFileName.swift) is not used here for that reason.
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// OLDESTKEPTWALFILE was not a name pg_archivecleanup accepts.
 public struct InvalidCutoffError: Error, Sendable {

@@ -11,11 +11,7 @@
 
 import CBZip2
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// The memory libbz2 asks for through bzalloc/bzfree, kept after a stream ends so that the next stream
 /// of the same thread gets it back.

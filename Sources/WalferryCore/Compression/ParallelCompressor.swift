@@ -7,11 +7,7 @@
 // parallel without searching for bit-aligned block headers. The cost is 14 bytes of stream header and
 // trailer per 900 kB block.
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// The worker threads that compress blocks into complete streams, results in input order: shared by
 /// the pull engine (`parallelCompress`) and the push one (BZip2Writer.swift).

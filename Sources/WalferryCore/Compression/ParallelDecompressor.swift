@@ -24,11 +24,7 @@
 
 import CBZip2
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// A run of compressed input bytes, cut before a possible stream start.
 private struct Piece: Sendable {

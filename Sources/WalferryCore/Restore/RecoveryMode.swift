@@ -1,5 +1,5 @@
 // Which kind of recovery called walferry-restore: a standby, or a targeted (point-in-time) recovery.
-// The difference decides the exit status of every failure (postgresql-semantics.md 4.5): a standby
+// The difference decides the exit status of every failure (docs/server-rules.md §4): a standby
 // reads any status from 1 to 125 as "not available yet" and retries, while a targeted recovery reads
 // it as the end of the archive, ends recovery there and promotes. So a failure must be 1 on a
 // standby (it retries, and can stream meanwhile) and fatal (>= 126) in targeted recovery.
@@ -17,11 +17,7 @@
 //   (a promotion that picks a timeline ID the broken archive already holds); a clean "not found" is
 //   1 in every mode, so the normal probes are unaffected.
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// The kind of recovery that calls restore_command.
 public enum RecoveryMode: Sendable, Equatable {

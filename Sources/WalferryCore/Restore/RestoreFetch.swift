@@ -19,14 +19,10 @@
 // - with `--prefetch N --spool DIR`, a segment is served from the spool when a verified copy is there,
 //   and a detached worker fetches the next N (RestoreSpool.swift, RestorePrefetch.swift).
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// The exit statuses of walferry-restore, chosen for what the server does with them
-/// (postgresql-semantics.md 4.5): 1 is "not available" (a standby retries it; a targeted recovery
+/// (docs/server-rules.md §4): 1 is "not available" (a standby retries it; a targeted recovery
 /// ends there and promotes), and any status from 126 on but 143 stops the server. The failure
 /// statuses are used as they are in targeted recovery; on a standby every one of them becomes 1.
 public enum RestoreExitStatus: Int32, Sendable {

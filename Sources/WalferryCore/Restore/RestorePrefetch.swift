@@ -18,11 +18,7 @@
 // - the tool never waits for the worker, except for the very segment the worker is writing when it
 //   is asked for (RestoreSpool.take).
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// The most segments `--prefetch` accepts.
 public let maximumPrefetch = 64

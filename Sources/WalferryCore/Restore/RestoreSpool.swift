@@ -20,11 +20,7 @@
 // - a request for the segment the worker is writing at that moment waits for it (while it grows)
 //   instead of decompressing it a second time on the same cores.
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// A prefetch spool directory, opened.
 final class PrefetchSpool {

@@ -5,11 +5,7 @@
 // tools that share the server log do not interleave mid-line, and stdout is buffered in large chunks
 // because a dry run over a big archive prints tens of thousands of lines.
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// Writes all of `bytes` to `fd`, retrying short writes and EINTR. Errors (a closed pipe, a full disk
 /// behind a redirection) are returned, never trapped on.

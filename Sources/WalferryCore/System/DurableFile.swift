@@ -12,11 +12,7 @@
 // - the temporary entry is registered with Interruption, so a SIGTERM or SIGINT removes it before the
 //   process exits.
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// A directory opened for durable operations on its entries.
 public final class DirectoryHandle {

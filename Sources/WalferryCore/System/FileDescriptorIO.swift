@@ -4,11 +4,7 @@
 // written so far (64 kB at a time on Linux), so one read(2) rarely fills a 900 kB compression block.
 // The writing side is `writeAll` in Console.swift.
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// Reads into `buffer` until it is full or `fd` is at its end, retrying short reads and EINTR, with at
 /// most `maxPerCall` bytes per read(2) call. Returns the number of bytes read: less than

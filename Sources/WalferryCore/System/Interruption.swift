@@ -11,11 +11,7 @@
 // _exit, signal, sigprocmask, raise) is async-signal-safe, and the name it removes was copied
 // beforehand into memory that is never freed or moved.
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 public enum Interruption {
     /// The registered temporary entry: a directory descriptor (-1 when none) and a NUL-terminated name.

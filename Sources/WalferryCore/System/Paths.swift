@@ -3,11 +3,7 @@
 // except that symbolic links are never resolved: an unmounted mount point must keep the path it had
 // when it was mounted (ArchiveIdentity.swift's KnownArchives).
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// The last path component, and what comes before it ("." when nothing does, "/" for the root).
 func splitPath(_ path: String) -> (directory: String, name: String) {

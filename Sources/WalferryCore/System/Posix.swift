@@ -5,11 +5,7 @@
 // right after the call, before anything else can run and change it. EINTR is retried everywhere
 // except close(2), where Linux has already released the descriptor and a retry could close another.
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// A C `errno` value; its description is `strerror`'s text, as PostgreSQL's `%m` prints it.
 public struct Errno: Error, Hashable, Sendable, CustomStringConvertible {

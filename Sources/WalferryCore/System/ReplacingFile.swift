@@ -19,11 +19,7 @@
 //   rename, or neither where the reader makes the file durable itself (the startup process renames
 //   RECOVERYXLOG with its own durable_rename, which fsyncs it first).
 
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// A file being written under a temporary name, to be renamed over its final name.
 public final class ReplacingFile {

@@ -4,7 +4,7 @@
 // Equivalent to the checks of PostgreSQL's XLogReaderValidatePageHeader on a segment's first page
 // (magic, info bits, system identifier, segment size, block size, page address), except that:
 // - the timeline only has to be between 1 and the name's timeline, not equal to it: the first page of
-//   a new timeline's first segment carries the old timeline (postgresql-semantics.md 3.4);
+//   a new timeline's first segment carries the old timeline (docs/server-rules.md §3.4);
 // - the magic must belong to a PostgreSQL release this walferry knows (9.6 to 18), so that WAL from an
 //   unknown format is refused rather than stored unchecked;
 // - the file size must equal the segment size the header declares, which catches a truncated copy.
@@ -50,7 +50,7 @@ public struct WALLongPageHeader: Sendable, Equatable {
     /// The PostgreSQL major version whose WAL carries this magic, or nil for an unknown magic.
     public var postgresVersion: Int? { WALLongPageHeader.versionsByMagic[magic] }
 
-    /// XLOG_PAGE_MAGIC of each major version (postgresql-semantics.md 3.2).
+    /// XLOG_PAGE_MAGIC of each major version (docs/server-rules.md §3.2).
     static let versionsByMagic: [UInt16: Int] = [
         0xD093: 9, 0xD097: 10, 0xD098: 11, 0xD101: 12, 0xD106: 13, 0xD10D: 14,
         0xD110: 15, 0xD113: 16, 0xD116: 17, 0xD118: 18,
