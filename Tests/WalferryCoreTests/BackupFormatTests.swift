@@ -195,9 +195,9 @@ import TestSupport
 
         var warnings: [String] = []
         let options = BackupTreeOptions(majorVersion: "15", catalogVersion: 202_209_061)
-        let tree = try listDataDirectory(Array(data.utf8), options: options) { warnings.append($0) }
+        let tree = try listDataDirectory(FilePath(data), options: options) { warnings.append($0) }
         let names = tree.entries.map { entry -> String in
-            let name = String(decoding: entry.tarPath, as: UTF8.self)
+            let name = entry.tarPath.description
             if case .directory = entry.kind { return name + "/" }
             return name
         }
@@ -208,17 +208,17 @@ import TestSupport
             "pg_wal/", "pg_wal/archive_status/", "pg_xact/", "pg_xact/0000", "postgresql.conf",
             "somewhere/", "somewhere/t3_99999",
         ])
-        #expect(tree.controlFile.map { String(decoding: $0.tarPath, as: UTF8.self) } == "global/pg_control")
-        #expect(tree.tablespaces == [Tablespace(oid: Array("16400".utf8), location: Array(location.utf8))])
+        #expect(tree.controlFile.map { $0.tarPath.description } == "global/pg_control")
+        #expect(tree.tablespaces == [Tablespace(oid: Array("16400".utf8), location: FilePath(location))])
         #expect(warnings == ["skipping special file \"\(data)/linked.conf\""])
 
         let tablespace = try listTablespace(tree.tablespaces[0], options: options) { warnings.append($0) }
-        #expect(tablespace.map { String(decoding: $0.tarPath, as: UTF8.self) } == ["PG_15_202209061", "PG_15_202209061/5", "PG_15_202209061/5/16500"])
-        #expect(tablespace.map { String(decoding: $0.manifestPath, as: UTF8.self) }.last == "pg_tblspc/16400/PG_15_202209061/5/16500")
+        #expect(tablespace.map { $0.tarPath.description } == ["PG_15_202209061", "PG_15_202209061/5", "PG_15_202209061/5/16500"])
+        #expect(tablespace.map { $0.manifestPath.description }.last == "pg_tblspc/16400/PG_15_202209061/5/16500")
 
         // 17 adds pg_wal/summaries.
-        let tree17 = try listDataDirectory(Array(data.utf8), options: BackupTreeOptions(majorVersion: "17", catalogVersion: 1)) { _ in }
-        #expect(tree17.entries.map { String(decoding: $0.tarPath, as: UTF8.self) }.contains("pg_wal/summaries"))
+        let tree17 = try listDataDirectory(FilePath(data), options: BackupTreeOptions(majorVersion: "17", catalogVersion: 1)) { _ in }
+        #expect(tree17.entries.map { $0.tarPath.description }.contains("pg_wal/summaries"))
     }
 
     // MARK: - Manifest
@@ -306,16 +306,16 @@ import TestSupport
 
     @Test func aSecondLockFailsAtOnce() throws {
         let folder = try TemporaryDirectory()
-        let first = try BackupLock(directory: Array(folder.path.utf8))
+        let first = try BackupLock(directory: FilePath(folder.path))
         do {
-            _ = try BackupLock(directory: Array(folder.path.utf8))
+            _ = try BackupLock(directory: FilePath(folder.path))
             Issue.record("a second lock was granted")
         } catch {
             #expect(error.status == .locked)
             #expect(error.message == "another walferry-backup is already writing to \"\(folder.path)\"")
         }
         first.release()
-        _ = try BackupLock(directory: Array(folder.path.utf8))
+        _ = try BackupLock(directory: FilePath(folder.path))
     }
 
     @Test func retentionKeepsTheNewestAndTheirWAL() throws {

@@ -23,7 +23,7 @@ public enum BackupDestination: Sendable, Equatable {
     /// file to create, in a directory that exists.
     public static func resolve(_ argument: String) throws(BackupFailure) -> BackupDestination {
         if argument == "-" { return .standardOutput }
-        let path = Array(argument.utf8)
+        let path = FilePath(argument)
         let status: EntryStatus
         do throws(Errno) {
             status = try entryStatus(path, following: true)
@@ -32,9 +32,9 @@ public enum BackupDestination: Sendable, Equatable {
                 throw BackupFailure(.usage, "output directory \"\(argument)\" does not exist",
                                     hints: ["Create it first: walferry-backup does not create the backup directory itself."])
             }
-            let parent = parentDirectory(path)
+            let parent = path.parent
             guard (try? entryStatus(parent, following: true))?.kind == .directory else {
-                throw BackupFailure(.usage, "directory \"\(displayPath(parent))\" of output file \"\(argument)\" does not exist")
+                throw BackupFailure(.usage, "directory \"\(parent)\" of output file \"\(argument)\" does not exist")
             }
             return .file(argument)
         } catch {
@@ -46,10 +46,10 @@ public enum BackupDestination: Sendable, Equatable {
     }
 
     /// The directory that holds the lock file, or nil for standard output.
-    var lockDirectory: [UInt8]? {
+    var lockDirectory: FilePath? {
         switch self {
-        case .directory(let path): Array(path.utf8)
-        case .file(let path): parentDirectory(Array(path.utf8))
+        case .directory(let path): FilePath(path)
+        case .file(let path): FilePath(path).parent
         case .standardOutput: nil
         }
     }
@@ -70,22 +70,22 @@ final class BackupLock {
     private var fd: Int32
 
     /// Takes the lock or fails at once. The corresponding C functions are `open` and `flock`.
-    init(directory: [UInt8]) throws(BackupFailure) {
-        let path = joinPath(directory, Array(backupLockFileName.utf8))
+    init(directory: FilePath) throws(BackupFailure) {
+        let path = directory.appending(backupLockFileName)
         do {
             fd = try openPath(path, O_RDWR | O_CREAT, mode: 0o600)
         } catch {
-            throw BackupFailure(.failure, "could not open lock file \"\(displayPath(path))\": \(error)")
+            throw BackupFailure(.failure, "could not open lock file \"\(path)\": \(error)")
         }
         while flock(fd, LOCK_EX | LOCK_NB) != 0 {
             let error = Errno.current
             if error == .interrupted { continue }
             _ = close(fd)
             if error.rawValue == EWOULDBLOCK {
-                throw BackupFailure(.locked, "another walferry-backup is already writing to \"\(displayPath(directory))\"",
-                                    hints: ["Wait for it to finish, or space the cron entries further apart; the lock is \"\(displayPath(path))\"."])
+                throw BackupFailure(.locked, "another walferry-backup is already writing to \"\(directory)\"",
+                                    hints: ["Wait for it to finish, or space the cron entries further apart; the lock is \"\(path)\"."])
             }
-            throw BackupFailure(.failure, "could not lock file \"\(displayPath(path))\": \(error)")
+            throw BackupFailure(.failure, "could not lock file \"\(path)\": \(error)")
         }
     }
 
@@ -120,10 +120,10 @@ public func isBackupDirectoryName(_ name: [UInt8]) -> Bool {
 final class BackupOutputFiles {
     let destination: BackupDestination
     /// The temporary directory (directory mode) or file (file mode) to remove if the backup fails.
-    private(set) var partialPath: [UInt8]?
-    private var openFiles: [(fd: Int32, path: [UInt8])] = []
+    private(set) var partialPath: FilePath?
+    private var openFiles: [(fd: Int32, path: FilePath)] = []
     /// The final directory or file, once renamed into place.
-    private(set) var finalPath: [UInt8]?
+    private(set) var finalPath: FilePath?
     private let startSeconds: Int64
 
     init(destination: BackupDestination, startSeconds: Int64) {
@@ -135,19 +135,19 @@ final class BackupOutputFiles {
     /// lock, so none belongs to a running backup), then creates this run's temporary directory.
     func prepare() throws(BackupFailure) {
         guard case .directory(let directory) = destination else { return }
-        let root = Array(directory.utf8)
+        let root = FilePath(directory)
         do {
             for name in try directoryNames(root) where name.starts(with: partialPrefix.utf8) {
-                try removeTree(joinPath(root, name))
+                try removeTree(root.appending(name))
             }
         } catch {
             throw BackupFailure(.failure, "could not remove leftovers of an earlier run in \"\(directory)\": \(error)")
         }
-        let temporary = joinPath(root, Array((partialPrefix + backupDirectoryName(startSeconds)).utf8))
+        let temporary = root.appending((partialPrefix + backupDirectoryName(startSeconds)))
         do {
             try makeDirectory(temporary)
         } catch {
-            throw BackupFailure(.failure, "could not create directory \"\(displayPath(temporary))\": \(error)")
+            throw BackupFailure(.failure, "could not create directory \"\(temporary)\": \(error)")
         }
         partialPath = temporary
     }
@@ -155,26 +155,26 @@ final class BackupOutputFiles {
     /// Opens an output tarball: `name` in the temporary directory, the temporary file, or standard
     /// output. Returns its descriptor and its name for messages.
     func open(tarball name: String) throws(BackupFailure) -> (fd: Int32, displayName: String) {
-        let path: [UInt8]
+        let path: FilePath
         switch destination {
         case .standardOutput:
             return (1, "standard output")
         case .directory:
             guard let partialPath else { throw BackupFailure(.failure, "internal error: output not prepared") }
-            path = joinPath(partialPath, Array(name.utf8))
+            path = partialPath.appending(name)
         case .file(let file):
-            let bytes = Array(file.utf8)
-            path = joinPath(parentDirectory(bytes), Array((partialPrefix + displayPath(lastComponent(bytes))).utf8))
+            let final = FilePath(file)
+            path = final.parent.appending(Array(partialPrefix.utf8) + final.lastComponent)
             partialPath = path
         }
         let fd: Int32
         do {
             fd = try openPath(path, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
         } catch {
-            throw BackupFailure(.failure, "could not create file \"\(displayPath(path))\": \(error)")
+            throw BackupFailure(.failure, "could not create file \"\(path)\": \(error)")
         }
         openFiles.append((fd, path))
-        return (fd, "file \"\(displayPath(path))\"")
+        return (fd, "file \"\(path)\"")
     }
 
     /// Writes a small file (backup_manifest) into the temporary directory.
@@ -186,15 +186,15 @@ final class BackupOutputFiles {
 
     /// Makes everything durable and visible: fsync every file and close it, fsync the temporary
     /// directory, rename it (or the file) to its final name, fsync the parent. Returns the final path.
-    func commit() throws(BackupFailure) -> [UInt8]? {
+    func commit() throws(BackupFailure) -> FilePath? {
         for file in openFiles {
             do {
                 try syncDescriptor(file.fd)
             } catch {
-                throw BackupFailure(.failure, "could not fsync file \"\(displayPath(file.path))\": \(error)")
+                throw BackupFailure(.failure, "could not fsync file \"\(file.path)\": \(error)")
             }
             if close(file.fd) != 0 {
-                throw BackupFailure(.failure, "could not close file \"\(displayPath(file.path))\": \(Errno.current)")
+                throw BackupFailure(.failure, "could not close file \"\(file.path)\": \(Errno.current)")
             }
         }
         openFiles = []
@@ -207,12 +207,12 @@ final class BackupOutputFiles {
             return nil
         case .directory(let directory):
             guard let partialPath else { return nil }
-            let root = Array(directory.utf8)
+            let root = FilePath(directory)
             try sync(directory: partialPath)
             var suffix = 1
             while true {
                 let name = backupDirectoryName(startSeconds) + (suffix == 1 ? "" : "-\(suffix)")
-                let target = joinPath(root, Array(name.utf8))
+                let target = root.appending(name)
                 do throws(Errno) {
                     try renameNoReplace(partialPath, target)
                     finalPath = target
@@ -221,7 +221,7 @@ final class BackupOutputFiles {
                     suffix += 1  // a backup of the same second exists: keep both
                     if suffix > 1000 { throw BackupFailure(.failure, "could not find a free name in \"\(directory)\"") }
                 } catch {
-                    throw BackupFailure(.failure, "could not rename directory \"\(displayPath(partialPath))\" to \"\(displayPath(target))\": \(error)")
+                    throw BackupFailure(.failure, "could not rename directory \"\(partialPath)\" to \"\(target)\": \(error)")
                 }
             }
             self.partialPath = nil
@@ -229,15 +229,15 @@ final class BackupOutputFiles {
             return finalPath
         case .file(let file):
             guard let partialPath else { return nil }
-            let target = Array(file.utf8)
+            let target = FilePath(file)
             do {
                 try renameNoReplace(partialPath, target)
             } catch {
-                throw BackupFailure(.failure, "could not rename file \"\(displayPath(partialPath))\" to \"\(file)\": \(error)")
+                throw BackupFailure(.failure, "could not rename file \"\(partialPath)\" to \"\(file)\": \(error)")
             }
             self.partialPath = nil
             finalPath = target
-            try sync(directory: parentDirectory(target))
+            try sync(directory: target.parent)
             return target
         }
     }
@@ -251,16 +251,16 @@ final class BackupOutputFiles {
         do {
             try removeTree(partialPath)
         } catch {
-            return "could not remove partial backup \"\(displayPath(partialPath))\": \(error)"
+            return "could not remove partial backup \"\(partialPath)\": \(error)"
         }
         return nil
     }
 
-    private func sync(directory: [UInt8]) throws(BackupFailure) {
+    private func sync(directory: FilePath) throws(BackupFailure) {
         do {
             try syncDirectory(directory)
         } catch {
-            throw BackupFailure(.failure, "could not fsync directory \"\(displayPath(directory))\": \(error)")
+            throw BackupFailure(.failure, "could not fsync directory \"\(directory)\": \(error)")
         }
     }
 }

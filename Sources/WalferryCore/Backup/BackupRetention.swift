@@ -18,7 +18,7 @@ public struct RetentionOutcome: Sendable {
 /// The complete backups in `directory`, oldest first: directories named by `backupDirectoryName` that
 /// hold a backup_manifest.
 public func completeBackups(in directory: String) throws(BackupFailure) -> [String] {
-    let root = Array(directory.utf8)
+    let root = FilePath(directory)
     let names: [[UInt8]]
     do {
         names = try directoryNames(root)
@@ -27,9 +27,9 @@ public func completeBackups(in directory: String) throws(BackupFailure) -> [Stri
     }
     return names.filter { name in
         guard isBackupDirectoryName(name) else { return false }
-        let manifest = joinPath(joinPath(root, name), Array("backup_manifest".utf8))
+        let manifest = root.appending(name).appending("backup_manifest")
         return (try? entryStatus(manifest))?.kind == .regular
-    }.map { displayPath($0) }.sorted { backupSortKey($0) < backupSortKey($1) }
+    }.map { String(decoding: $0, as: UTF8.self) }.sorted { backupSortKey($0) < backupSortKey($1) }
 }
 
 /// Sorts "…Z", "…Z-2", "…Z-10" in the order they were made.
@@ -40,8 +40,8 @@ private func backupSortKey(_ name: String) -> (String, Int) {
 
 /// The first WAL segment the backup in `backupDirectory` needs, from its manifest's WAL-Ranges line
 /// (Timeline and Start-LSN) and the cluster's segment size.
-public func oldestNeededWALFile(backupDirectory: [UInt8], segmentSize: UInt64) -> String? {
-    guard let manifest = try? readWholeFile(joinPath(backupDirectory, Array("backup_manifest".utf8))) else { return nil }
+public func oldestNeededWALFile(backupDirectory: FilePath, segmentSize: UInt64) -> String? {
+    guard let manifest = try? readWholeFile(backupDirectory.appending("backup_manifest")) else { return nil }
     let text = String(decoding: manifest, as: UTF8.self)
     // { "Timeline": 1, "Start-LSN": "0/9000028", "End-LSN": "0/9000100" }
     guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("{ \"Timeline\": ") }) else { return nil }
@@ -64,17 +64,17 @@ public func applyRetention(directory: String, keep: Int, walArchive: String?, se
     } catch {
         return (outcome, error)
     }
-    let root = Array(directory.utf8)
+    let root = FilePath(directory)
     var failure: BackupFailure?
     for name in backups.dropLast(keep) {
-        let path = joinPath(root, Array(name.utf8))
-        let hidden = joinPath(root, Array((partialPrefix + "expired-" + name).utf8))
+        let path = root.appending(name)
+        let hidden = root.appending((partialPrefix + "expired-" + name))
         do {
             try renameNoReplace(path, hidden)
             try removeTree(hidden)
             outcome.removedBackups.append(name)
         } catch {
-            failure = failure ?? BackupFailure(.retention, "could not remove old backup \"\(displayPath(path))\": \(error)")
+            failure = failure ?? BackupFailure(.retention, "could not remove old backup \"\(path)\": \(error)")
         }
     }
     if let failure { return (outcome, failure) }
@@ -87,7 +87,7 @@ public func applyRetention(directory: String, keep: Int, walArchive: String?, se
     guard let walArchive else { return (outcome, nil) }
     let kept = backups.suffix(keep)
     guard let oldest = kept.first,
-          let cutoff = oldestNeededWALFile(backupDirectory: joinPath(root, Array(oldest.utf8)), segmentSize: segmentSize) else {
+          let cutoff = oldestNeededWALFile(backupDirectory: root.appending(oldest), segmentSize: segmentSize) else {
         return (outcome, BackupFailure(.retention, "could not find the start WAL location of the oldest kept backup in \"\(directory)\"; no WAL was removed",
                                        hints: ["Its backup_manifest must hold a WAL-Ranges entry."]))
     }

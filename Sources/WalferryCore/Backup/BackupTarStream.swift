@@ -53,7 +53,7 @@ final class BackupTarStream {
 
     /// A directory's entry (before its contents, so that extraction keeps its permissions).
     func addDirectory(_ entry: BackupTreeEntry) throws(BackupFailure) {
-        try writeHeader(TarHeader(path: entry.tarPath, type: .directory, mode: entry.mode, uid: entry.uid, gid: entry.gid,
+        try writeHeader(TarHeader(path: entry.tarPath.bytes, type: .directory, mode: entry.mode, uid: entry.uid, gid: entry.gid,
                                   size: 0, mtime: entry.mtime))
     }
 
@@ -70,10 +70,10 @@ final class BackupTarStream {
             progress?.skip(size)
             return nil
         } catch {
-            throw BackupFailure(.failure, "could not open file \"\(displayPath(entry.sourcePath))\": \(error)")
+            throw BackupFailure(.failure, "could not open file \"\(entry.sourcePath)\": \(error)")
         }
         defer { _ = close(input) }
-        try writeHeader(TarHeader(path: entry.tarPath, type: .regular, mode: entry.mode, uid: entry.uid, gid: entry.gid,
+        try writeHeader(TarHeader(path: entry.tarPath.bytes, type: .regular, mode: entry.mode, uid: entry.uid, gid: entry.gid,
                                   size: size, mtime: entry.mtime))
         var crc = CRC32C()
         var copied: UInt64 = 0
@@ -82,9 +82,9 @@ final class BackupTarStream {
             let want = Int(min(UInt64(buffer.count), size - copied))
             let count: Int
             do {
-                count = try readUpTo(input, UnsafeMutableRawBufferPointer(rebasing: buffer[..<want]))
+                count = try readFully(input, into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<want]))
             } catch {
-                throw BackupFailure(.failure, "could not read file \"\(displayPath(entry.sourcePath))\": \(error)")
+                throw BackupFailure(.failure, "could not read file \"\(entry.sourcePath)\": \(error)")
             }
             if count == 0 { break }  // shrank: padded below
             let chunk = UnsafeRawBufferPointer(rebasing: buffer[..<count])

@@ -18,12 +18,12 @@ public struct BackupTreeEntry: Sendable {
     }
 
     /// The name in the tarball, relative to the data directory or to the tablespace's location.
-    public let tarPath: [UInt8]
+    public let tarPath: FilePath
     /// The path in backup_manifest, relative to the restored data directory (pg_tblspc/<oid>/… for a
     /// tablespace's files).
-    public let manifestPath: [UInt8]
+    public let manifestPath: FilePath
     /// Where the entry is on disk.
-    public let sourcePath: [UInt8]
+    public let sourcePath: FilePath
     public let kind: Kind
     public let mode: UInt32
     public let uid: UInt32
@@ -35,7 +35,7 @@ public struct BackupTreeEntry: Sendable {
 public struct Tablespace: Sendable, Equatable {
     public let oid: [UInt8]
     /// The link's target: the tablespace's location.
-    public let location: [UInt8]
+    public let location: FilePath
 }
 
 /// What the walk of a data directory found.
@@ -63,11 +63,11 @@ public struct BackupTreeOptions: Sendable {
 }
 
 /// Walks the data directory `dataDirectory`. Warnings (skipped special files) go to `warn`.
-public func listDataDirectory(_ dataDirectory: [UInt8], options: BackupTreeOptions,
+public func listDataDirectory(_ dataDirectory: FilePath, options: BackupTreeOptions,
                               warn: @escaping (String) -> Void) throws(BackupFailure) -> BaseTree {
     var tree = BaseTree()
     var walker = TreeWalker(options: options, warn: warn)
-    try walker.walkContents(of: dataDirectory, tarPrefix: [], manifestPrefix: [], depth: 0, isDataDirectoryRoot: true,
+    try walker.walkContents(of: dataDirectory, tarPrefix: FilePath(bytes: []), manifestPrefix: FilePath(bytes: []), depth: 0, isDataDirectoryRoot: true,
                             parentName: [], tree: &tree)
     return tree
 }
@@ -78,20 +78,20 @@ public func listTablespace(_ tablespace: Tablespace, options: BackupTreeOptions,
                            warn: @escaping (String) -> Void) throws(BackupFailure) -> [BackupTreeEntry] {
     var tree = BaseTree()
     var walker = TreeWalker(options: options, warn: warn)
-    let versionDirectory = joinPath(tablespace.location, options.tablespaceVersionDirectory)
-    let manifestRoot = Array("pg_tblspc/".utf8) + tablespace.oid
+    let versionDirectory = tablespace.location.appending(options.tablespaceVersionDirectory)
+    let manifestRoot = FilePath(bytes: Array("pg_tblspc/".utf8) + tablespace.oid)
     let status: EntryStatus
     do {
         status = try entryStatus(versionDirectory, following: true)
     } catch {
-        throw BackupFailure(.failure, "could not stat tablespace directory \"\(displayPath(versionDirectory))\": \(error)")
+        throw BackupFailure(.failure, "could not stat tablespace directory \"\(versionDirectory)\": \(error)")
     }
     tree.entries.append(BackupTreeEntry(
-        tarPath: options.tablespaceVersionDirectory, manifestPath: joinPath(manifestRoot, options.tablespaceVersionDirectory),
+        tarPath: FilePath(bytes: options.tablespaceVersionDirectory), manifestPath: manifestRoot.appending(options.tablespaceVersionDirectory),
         sourcePath: versionDirectory, kind: .directory, mode: status.mode, uid: status.uid, gid: status.gid,
         mtime: status.mtime))
-    try walker.walkContents(of: versionDirectory, tarPrefix: options.tablespaceVersionDirectory,
-                            manifestPrefix: joinPath(manifestRoot, options.tablespaceVersionDirectory), depth: 1,
+    try walker.walkContents(of: versionDirectory, tarPrefix: FilePath(bytes: options.tablespaceVersionDirectory),
+                            manifestPrefix: manifestRoot.appending(options.tablespaceVersionDirectory), depth: 1,
                             isDataDirectoryRoot: false, parentName: [], tree: &tree)
     return tree.entries
 }
@@ -102,7 +102,7 @@ private struct TreeWalker {
 
     /// Lists the contents of `directory`, whose tar path is `tarPrefix` and whose parent's name (in the
     /// tarball) is `parentName`.
-    mutating func walkContents(of directory: [UInt8], tarPrefix: [UInt8], manifestPrefix: [UInt8], depth: Int,
+    mutating func walkContents(of directory: FilePath, tarPrefix: FilePath, manifestPrefix: FilePath, depth: Int,
                                isDataDirectoryRoot: Bool, parentName: [UInt8], tree: inout BaseTree) throws(BackupFailure) {
         let names: [[UInt8]]
         do throws(Errno) {
@@ -110,12 +110,12 @@ private struct TreeWalker {
         } catch .noSuchFileOrDirectory where depth > 0 {
             return  // removed since its parent was read (a dropped database): as the server, not an error
         } catch {
-            throw BackupFailure(.failure, "could not open directory \"\(displayPath(directory))\": \(error)")
+            throw BackupFailure(.failure, "could not open directory \"\(directory)\": \(error)")
         }
         let siblings = Set(names)
         // A database directory: digits, directly in base/ or in a tablespace's version directory. Names
         // are taken from the tar path, so that the data directory's own name plays no part.
-        let directoryName = lastComponent(tarPrefix)
+        let directoryName = tarPrefix.lastComponent
         let isDatabaseDirectory = BackupExclusions.isDatabaseDirectoryName(directoryName)
             && (parentName.elementsEqual("base".utf8) || parentName == options.tablespaceVersionDirectory)
         for name in names {
@@ -124,16 +124,16 @@ private struct TreeWalker {
                 if BackupExclusions.isTemporaryRelation(name) { continue }
                 if BackupExclusions.isUnloggedRelationData(name, siblings: siblings) { continue }
             }
-            let source = joinPath(directory, name)
-            let tarPath = joinPath(tarPrefix, name)
-            let manifestPath = joinPath(manifestPrefix, name)
+            let source = directory.appending(name)
+            let tarPath = tarPrefix.appending(name)
+            let manifestPath = manifestPrefix.appending(name)
             let status: EntryStatus
             do throws(Errno) {
                 status = try entryStatus(source)
             } catch .noSuchFileOrDirectory {
                 continue  // vanished since readdir: the server skips it too
             } catch {
-                throw BackupFailure(.failure, "could not stat file or directory \"\(displayPath(source))\": \(error)")
+                throw BackupFailure(.failure, "could not stat file or directory \"\(source)\": \(error)")
             }
             func entry(_ kind: BackupTreeEntry.Kind, _ status: EntryStatus) -> BackupTreeEntry {
                 BackupTreeEntry(tarPath: tarPath, manifestPath: manifestPath, sourcePath: source, kind: kind,
@@ -150,18 +150,18 @@ private struct TreeWalker {
                 if options.hasWALSummaries { subdirectories.append("summaries") }
                 for sub in subdirectories {
                     tree.entries.append(BackupTreeEntry(
-                        tarPath: joinPath(tarPath, Array(sub.utf8)), manifestPath: joinPath(manifestPath, Array(sub.utf8)),
-                        sourcePath: joinPath(source, Array(sub.utf8)), kind: .directory, mode: walDirectory.mode,
+                        tarPath: tarPath.appending(sub), manifestPath: manifestPath.appending(sub),
+                        sourcePath: source.appending(sub), kind: .directory, mode: walDirectory.mode,
                         uid: walDirectory.uid, gid: walDirectory.gid, mtime: walDirectory.mtime))
                 }
                 continue
             }
-            if tarPrefix.elementsEqual("pg_tblspc".utf8) && manifestPrefix.elementsEqual("pg_tblspc".utf8)
+            if tarPrefix.bytes.elementsEqual("pg_tblspc".utf8) && manifestPrefix.bytes.elementsEqual("pg_tblspc".utf8)
                 && status.kind == .symlink {
                 do {
                     tree.tablespaces.append(Tablespace(oid: name, location: try symbolicLinkTarget(source)))
                 } catch {
-                    throw BackupFailure(.failure, "could not read symbolic link \"\(displayPath(source))\": \(error)")
+                    throw BackupFailure(.failure, "could not read symbolic link \"\(source)\": \(error)")
                 }
                 continue
             }
@@ -172,15 +172,33 @@ private struct TreeWalker {
                 try walkContents(of: source, tarPrefix: tarPath, manifestPrefix: manifestPath, depth: depth + 1,
                                  isDataDirectoryRoot: false, parentName: directoryName, tree: &tree)
             case .regular:
-                if tarPrefix.elementsEqual("global".utf8) && manifestPrefix.elementsEqual("global".utf8)
+                if tarPrefix.bytes.elementsEqual("global".utf8) && manifestPrefix.bytes.elementsEqual("global".utf8)
                     && name.elementsEqual("pg_control".utf8) {
                     tree.controlFile = entry(.file(size: status.size), status)
                     continue
                 }
                 tree.entries.append(entry(.file(size: status.size), status))
             case .symlink, .other:
-                warn("skipping special file \"\(displayPath(source))\"")
+                warn("skipping special file \"\(source)\"")
             }
         }
     }
+}
+
+/// The tablespaces in pg_tblspc (symbolic links named by OID).
+func listTablespaces(_ dataDirectory: FilePath) throws(BackupFailure) -> [Tablespace] {
+    let directory = dataDirectory.appending("pg_tblspc")
+    let names: [[UInt8]]
+    do {
+        names = try directoryNames(directory)
+    } catch {
+        throw BackupFailure(.failure, "could not open directory \"\(directory)\": \(error)")
+    }
+    var result: [Tablespace] = []
+    for name in names {
+        let path = directory.appending(name)
+        guard (try? entryStatus(path))?.kind == .symlink, let target = try? symbolicLinkTarget(path) else { continue }
+        result.append(Tablespace(oid: name, location: target))
+    }
+    return result
 }

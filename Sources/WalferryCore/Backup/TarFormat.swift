@@ -64,7 +64,7 @@ public struct TarHeader: Sendable {
         var blocks: [UInt8] = []
         if !pax.isEmpty {
             let data = pax.flatMap { TarHeader.paxRecord(key: $0.0, value: $0.1) }
-            let paxName = Array("PaxHeader/".utf8) + Array(TarHeader.truncatedName(lastComponent(name)).prefix(90))
+            let paxName = Array("PaxHeader/".utf8) + Array(TarHeader.truncatedName(FilePath(bytes: name).lastComponent).prefix(90))
             blocks += TarHeader.ustarBlock(name: paxName, prefix: [], mode: 0o644, uid: uid, gid: gid,
                                            size: UInt64(data.count), mtime: mtime, typeflag: UInt8(ascii: "x"),
                                            link: [], userName: userName, groupName: groupName)

@@ -13,7 +13,7 @@
 //   stat failures get their own messages (all exit 2, as pg_archivecleanup's one message does).
 
 /// The exit statuses of walferry-cleanup, as in pg_archivecleanup.
-public enum CleanupExitStatus: Int32, Sendable {
+public enum CleanupExitStatus: Int32, ToolExitStatus, CaseIterable {
     /// Done, including "nothing to remove" and dry runs.
     case success = 0
     /// The archive could not be read, or at least one file could not be removed.
@@ -43,7 +43,7 @@ public func runCleanup(_ request: CleanupRequest, console: Console, output: Stan
 
     // The location is checked before the cut-off, as pg_archivecleanup does.
     do {
-        if try fileType(atPath: location) != .directory {
+        if try fileType(atPath: FilePath(location)) != .directory {
             console.error("archive location \"\(location)\" is not a directory")
             return .usage
         }
@@ -75,7 +75,7 @@ public func runCleanup(_ request: CleanupRequest, console: Console, output: Stan
 
     let directory: Directory
     do {
-        directory = try Directory(path: location)
+        directory = try Directory(path: FilePath(location))
     } catch {
         console.error("could not open archive location \"\(location)\": \(error)")
         return .failure

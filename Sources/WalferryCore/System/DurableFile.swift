@@ -17,20 +17,20 @@ import Glibc
 /// A directory opened for durable operations on its entries.
 public final class DirectoryHandle {
     public let fd: Int32
-    public let path: String
+    public let path: FilePath
 
     /// Opens `path`, which must be a directory; symbolic links to directories are followed (an archive
     /// is often a link to a mount point). The corresponding C function is `open`.
-    public init(path: String) throws(Errno) {
+    public init(path: FilePath) throws(Errno) {
         self.path = path
-        fd = try retryingOnInterrupt { open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        fd = try retryingOnInterrupt { path.withCString { open($0, O_RDONLY | O_DIRECTORY | O_CLOEXEC) } }
     }
 
     deinit { close(fd) }
 
     /// Makes the directory's entries durable. The corresponding C function is `fsync`.
     public func sync() throws(Errno) {
-        _ = try retryingOnInterrupt { fsync(fd) }
+        try syncDescriptor(fd)
     }
 
     /// `lstat` of an entry: nil when it does not exist.
@@ -147,7 +147,7 @@ public final class TemporaryFile {
 
     /// Makes the contents durable. The corresponding C function is `fsync`.
     public func sync() throws(Errno) {
-        _ = try retryingOnInterrupt { fsync(fd) }
+        try syncDescriptor(fd)
     }
 
     /// Asks the kernel to drop the file's cached pages, so that a read that follows comes from the

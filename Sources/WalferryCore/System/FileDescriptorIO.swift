@@ -24,6 +24,19 @@ func readFully(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, maxPerCa
     return filled
 }
 
+/// Reads `fd` to its end, or its first `limit` bytes. The corresponding C function is `read`.
+func readAll(_ fd: Int32, limit: Int = 64 << 20) throws(Errno) -> [UInt8] {
+    var contents: [UInt8] = []
+    let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)
+    defer { chunk.deallocate() }
+    while contents.count < limit {
+        let count = try readFully(fd, into: chunk)
+        contents.append(contentsOf: chunk[..<count])
+        if count < chunk.count { break }
+    }
+    return contents.count > limit ? Array(contents[..<limit]) : contents
+}
+
 /// Reads into `buffer` from `offset` until it is full or the file ends, retrying short reads and EINTR;
 /// returns the number of bytes read. The file position is not used. The corresponding C function is
 /// `pread`.
@@ -82,4 +95,10 @@ final class MappedFile {
     deinit {
         if let base = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), length) }
     }
+}
+
+/// Flushes a file's data and metadata (or a directory's entries) to stable storage. The
+/// corresponding C function is `fsync`.
+func syncDescriptor(_ fd: Int32) throws(Errno) {
+    _ = try retryingOnInterrupt { fsync(fd) }
 }

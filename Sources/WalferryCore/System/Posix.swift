@@ -46,9 +46,9 @@ public enum FileType: Sendable {
 }
 
 /// The type of the file at `path`, following symbolic links. The corresponding C function is `stat`.
-public func fileType(atPath path: String) throws(Errno) -> FileType {
+public func fileType(atPath path: FilePath) throws(Errno) -> FileType {
     var info = stat()
-    _ = try retryingOnInterrupt { stat(path, &info) }
+    _ = try retryingOnInterrupt { path.withCString { stat($0, &info) } }
     switch info.st_mode & S_IFMT {
     case S_IFDIR: return .directory
     case S_IFREG: return .regular
@@ -64,12 +64,12 @@ public func fileType(atPath path: String) throws(Errno) -> FileType {
 public final class Directory {
     private var stream: OpaquePointer?
     /// The path as the caller gave it, for messages.
-    public let path: String
+    public let path: FilePath
 
     /// Opens `path`, which must be a directory. The corresponding C functions are `open` and `fdopendir`.
-    public init(path: String) throws(Errno) {
+    public init(path: FilePath) throws(Errno) {
         self.path = path
-        let fd = try retryingOnInterrupt { open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        let fd = try retryingOnInterrupt { path.withCString { open($0, O_RDONLY | O_DIRECTORY | O_CLOEXEC) } }
         guard let stream = fdopendir(fd) else {
             let error = Errno.current
             _ = Glibc.close(fd)

@@ -48,7 +48,7 @@ public final class ReplacingFile {
 
     /// Makes the contents durable. The corresponding C function is `fsync`.
     public func sync() throws(Errno) {
-        _ = try retryingOnInterrupt { fsync(fd) }
+        try syncDescriptor(fd)
     }
 
     /// Renames the file over `finalName` in `target` (by default its own directory), which must be on

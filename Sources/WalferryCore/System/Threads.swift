@@ -95,11 +95,3 @@ public var onlineCPUCount: Int {
     let count = sysconf(Int32(_SC_NPROCESSORS_ONLN))
     return count > 0 ? count : 1
 }
-
-/// The monotonic clock, in seconds: for deadlines, heartbeats and progress rates. The corresponding C
-/// function is `clock_gettime(CLOCK_MONOTONIC)`.
-func monotonicSeconds() -> Double {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
-}

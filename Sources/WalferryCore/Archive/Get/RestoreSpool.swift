@@ -29,7 +29,7 @@ final class PrefetchSpool {
     static let logName = "walferry-prefetch.log"
 
     let directory: DirectoryHandle
-    var path: String { directory.path }
+    var path: FilePath { directory.path }
 
     init(directory: DirectoryHandle) { self.directory = directory }
 
@@ -42,7 +42,7 @@ final class PrefetchSpool {
         }
         let directory: DirectoryHandle
         do {
-            directory = try DirectoryHandle(path: path)
+            directory = try DirectoryHandle(path: FilePath(path))
         } catch {
             console.warning("could not open prefetch spool directory \"\(path)\": \(error); prefetching is off")
             return nil
@@ -209,7 +209,7 @@ final class PrefetchSpool {
         guard free else { return }
         let source = "\(archive)/\(segment)\(preferCompressed ? ".bz2" : "")"
         let arguments = ["walferry-restore", "--prefetch-worker", "--prefetch", "\(request.prefetch)",
-                         "--spool", absolutePath(path), "--jobs", "\(request.jobs)", source]
+                         "--spool", absolutePath(path.description), "--jobs", "\(request.jobs)", source]
         if let error = spawnDetached(arguments) {
             console.warning("could not start the prefetch worker: \(error)")
         }

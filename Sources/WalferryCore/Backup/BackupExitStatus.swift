@@ -1,4 +1,4 @@
-// walferry-backup's exit statuses and the one error type its steps throw.
+// walferry-backup's exit statuses (its steps throw ToolFailure<BackupExitStatus>, BackupFailure).
 //
 // Like pgBackRest's numbered error types (the process exits with the error's number), but with a
 // handful of small statuses that a cron wrapper can act on, instead of one per error: what to do next
@@ -7,7 +7,7 @@
 // shell never mistakes one for "command not found" or a signal.
 
 /// The exit statuses of walferry-backup. The man page's EXIT STATUS section lists the same.
-public enum BackupExitStatus: Int32, Sendable, CaseIterable {
+public enum BackupExitStatus: Int32, ToolExitStatus, CaseIterable {
     /// The backup is complete and durable (and retention, when asked for, succeeded).
     case success = 0
     /// The backup failed: a file could not be read or written, WAL was missing from the archive, the
@@ -28,26 +28,4 @@ public enum BackupExitStatus: Int32, Sendable, CaseIterable {
     case retention = 7
     /// Interrupted by SIGINT, SIGTERM or SIGHUP; partial output was removed.
     case interrupted = 8
-}
-
-/// Why a step of walferry-backup failed: the message (PostgreSQL style: lower case, paths in double
-/// quotes, the reason last), optional hints (full sentences), and the exit status it leads to.
-public struct BackupFailure: Error, Sendable, CustomStringConvertible {
-    public var status: BackupExitStatus
-    public var message: String
-    public var hints: [String]
-
-    public init(_ status: BackupExitStatus, _ message: String, hints: [String] = []) {
-        self.status = status
-        self.message = message
-        self.hints = hints
-    }
-
-    public var description: String { message }
-
-    /// Prints the error and its hints.
-    public func report(to console: Console) {
-        console.error(message)
-        for hint in hints { console.hint(hint) }
-    }
 }

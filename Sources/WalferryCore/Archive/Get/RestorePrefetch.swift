@@ -58,7 +58,7 @@ public func runPrefetchWorker(source: String, spool spoolPath: String, count: In
     let softDeadline = monotonicSeconds() + 300
     let console = Console(program: "walferry-restore")
 
-    guard let directory = try? DirectoryHandle(path: spoolPath) else { return 1 }
+    guard let directory = try? DirectoryHandle(path: FilePath(spoolPath)) else { return 1 }
     let spool = PrefetchSpool(directory: directory)
     let lock = openat(directory.fd, PrefetchSpool.lockName, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
     guard lock >= 0, flock(lock, LOCK_EX | LOCK_NB) == 0 else { return 0 }  // another worker runs
@@ -77,11 +77,11 @@ public func runPrefetchWorker(source: String, spool spoolPath: String, count: In
         console.error("\"\(source)\" is not the archive path of a WAL segment")
         return 1
     }
-    let archive: DirectoryHandle
+    let archive: ArchiveDirectory
     let identity: ArchiveIdentity
     do {
-        archive = try DirectoryHandle(path: archivePath)
-        identity = try readIdentityRecord(archive)
+        archive = try ArchiveDirectory(path: archivePath)
+        identity = try archive.readIdentity()
     } catch {
         console.error("could not read the identity record of archive \"\(archivePath)\": \(error)")
         return 1
@@ -121,35 +121,22 @@ public func runPrefetchWorker(source: String, spool spoolPath: String, count: In
         guard spool.entries(for: segment).isEmpty else { continue }
         let plain = segment.description
         var fetched = false
-        for candidate in preferCompressed ? [plain + ".bz2", plain] : [plain, plain + ".bz2"] {
-            let fd: Int32
-            do {
-                fd = try openArchiveFile(archive, candidate)
-            } catch .noSuchFileOrDirectory {
-                continue
-            } catch {
-                console.error("could not open file \"\(archivePath)/\(candidate)\": \(error)")
-                return 1
-            }
-            defer { close(fd) }
-            var info = stat()
-            guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return 1 }
-            _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
+        for candidate in ArchiveDirectory.candidates(for: plain, compressedFirst: preferCompressed) {
             do throws(RestoreFailure) {
+                guard let member = try openArchiveMember(candidate, in: archive) else { continue }
                 let temporary: ReplacingFile
                 do {
                     temporary = try ReplacingFile(in: directory, temporaryFor: plain, mode: 0o666)
                 } catch {
-                    throw RestoreFailure(status: .failure, message: "could not create a temporary file for \"\(plain)\" in \"\(spoolPath)\": \(error)")
+                    throw RestoreFailure(.failure, "could not create a temporary file for \"\(plain)\" in \"\(spoolPath)\": \(error)")
                 }
-                let content = try copyVerified(from: fd, path: "\(archivePath)/\(candidate)", compressed: candidate.hasSuffix(".bz2"),
-                                               size: UInt64(info.st_size), to: temporary,
-                                               tempPath: "\(spoolPath)/\(temporary.temporaryName)", wanted: segment,
+                let content = try copyVerified(from: member, path: archive.path(of: candidate), compressed: candidate.hasSuffix(".bz2"),
+                                               to: temporary, tempPath: "\(spoolPath)/\(temporary.temporaryName)", wanted: segment,
                                                identity: identity, archivePath: archivePath, jobs: jobs)
                 do {
                     try temporary.replace(PrefetchSpool.entryName(segment, checksum: content.checksum), durable: false)
                 } catch {
-                    throw RestoreFailure(status: .failure, message: "could not rename a temporary file in \"\(spoolPath)\": \(error)")
+                    throw RestoreFailure(.failure, "could not rename a temporary file in \"\(spoolPath)\": \(error)")
                 }
             } catch {
                 // The foreground meets the same problem when the server asks, and reports it there.

@@ -1,0 +1,68 @@
+// The checks every tool makes on a WAL file it takes from, or puts into, the archive: a segment's
+// first page and size against its name and against the archive's identity, and a timeline history
+// file's syntax as the server parses it.
+//
+// Like the checks the server makes when it reads the file (XLogReaderValidatePageHeader on the first
+// page, readTimeLineHistory; docs/server-rules.md §3 and §6), made before the file is delivered, so
+// that a damaged, truncated or foreign file is refused by walferry with its name, instead of being
+// read by the server as the end of the WAL. The page-by-page rules live in WAL/WALSegmentHeader.swift;
+// this file adds the archive's identity and the history syntax, and is the one place the tools call.
+
+/// Why an archived segment is refused.
+public enum ArchivedSegmentProblem: Error, Equatable {
+    /// The file is not a sound segment for its name.
+    case invalid(WALSegmentProblem)
+    /// A sound segment of another cluster, version or segment size than `expected`.
+    case foreign(found: ArchiveIdentity)
+}
+
+/// Checks a segment (or `.partial`) file's first bytes and size against `name`; returns the cluster
+/// it belongs to.
+public func segmentIdentity(_ name: WALFileName, firstBytes: some Collection<UInt8>, size: UInt64) throws(WALSegmentProblem) -> ArchiveIdentity {
+    ArchiveIdentity(try checkWALSegment(name: name, firstBytes: firstBytes, fileSize: size))
+}
+
+/// Checks a segment (or `.partial`) file: its first bytes and size against `name`, then the cluster it
+/// belongs to against `expected`.
+public func checkArchivedSegment(_ name: WALFileName, firstBytes: some Collection<UInt8>, size: UInt64,
+                                 belongsTo expected: ArchiveIdentity) throws(ArchivedSegmentProblem) {
+    let found: ArchiveIdentity
+    do throws(WALSegmentProblem) {
+        found = try segmentIdentity(name, firstBytes: firstBytes, size: size)
+    } catch {
+        throw .invalid(error)
+    }
+    if found != expected { throw .foreign(found: found) }
+}
+
+/// Why `bytes` is not a timeline history file for `timeline` that the server will accept, or nil.
+/// The server's rules (readTimeLineHistory): blank lines and `#` comments are skipped; every other
+/// line is `parentTLI<TAB>%X/%X` and an optional reason; the parents increase and are below the
+/// file's own timeline. walferry adds that the file ends with a newline, as the server writes it, so
+/// that a truncated copy is caught.
+public func timelineHistoryProblem(_ bytes: [UInt8], timeline: UInt32) -> String? {
+    guard !bytes.isEmpty else { return "file is empty" }
+    guard bytes.last == UInt8(ascii: "\n") else { return "file does not end with a newline (truncated?)" }
+    var last: UInt32?
+    var number = 0
+    for line in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).dropLast() {
+        number += 1
+        let content = line.drop { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
+        if content.isEmpty || content.first == UInt8(ascii: "#") { continue }
+        let fields = line.split(separator: 0x09, maxSplits: 2, omittingEmptySubsequences: false)
+        guard let tliText = fields.first, let tli = UInt32(String(decoding: tliText, as: UTF8.self)) else {
+            return "line \(number): expected a numeric timeline ID"
+        }
+        guard fields.count >= 2, parseLSN(String(decoding: fields[1], as: UTF8.self)) != nil else {
+            return "line \(number): expected a write-ahead log switchpoint location"
+        }
+        if let last, tli <= last { return "line \(number): timeline IDs must be in increasing sequence" }
+        last = tli
+    }
+    guard let last else { return "file lists no parent timeline" }
+    guard last < timeline else { return "timeline IDs must be less than the file's own timeline \(timeline)" }
+    return nil
+}
+
+/// The largest timeline history file walferry accepts (the server's are a line per timeline switch).
+public let maximumTimelineHistorySize: UInt64 = 16 << 20
