@@ -1,5 +1,9 @@
 // walferry-archive: archive_command. Parses the arguments and calls WalferryCore's runArchive; every
 // decision is made there.
+//
+// The server starts one process per WAL file, so the common command lines (the options below with
+// separate values, then SOURCE and DEST) are read without ArgumentParser (WalferryCLI's
+// QuickArguments); both readings go through ArchiveOptions' rules, so they accept the same arguments.
 
 import ArgumentParser
 import WalferryCLI
@@ -7,8 +11,9 @@ import WalferryCore
 
 import Glibc
 
-struct ArchiveCommand: ParsableCommand {
+struct ArchiveCommand: WalferryCommand {
     static let programName = "walferry-archive"
+    static let usageStatus = ArchiveExitStatus.usage
 
     static let configuration = CommandConfiguration(
         commandName: programName,
@@ -35,7 +40,7 @@ struct ArchiveCommand: ParsableCommand {
     var jobs: Int?
 
     @Option(help: ArgumentHelp("Read the copy back from the storage (default) or from the page cache.", valueName: "storage|cache"))
-    var verify: String?
+    var verify: ArchiveRequest.Verification?
 
     @Flag(name: [.customShort("V"), .long], help: "Print the version and exit.")
     var version = false
@@ -54,31 +59,67 @@ struct ArchiveCommand: ParsableCommand {
         guard source != nil else { throw ValidationError("must specify the file to archive (SOURCE, %p)") }
         guard destination != nil else { throw ValidationError("must specify its path in the archive (DEST, /mnt/archive/%f)") }
         guard surplus.isEmpty else { throw ValidationError("too many command-line arguments") }
-        if let mode, parsedMode(mode) == nil { throw ValidationError("invalid mode \"\(mode)\": give octal permission bits such as 0640") }
-        if let jobs, jobs < 1 || jobs > 256 { throw ValidationError("invalid number of jobs \(jobs): must be between 1 and 256") }
-        if let verify, ArchiveRequest.Verification(rawValue: verify) == nil {
-            throw ValidationError("invalid --verify \"\(verify)\": give storage or cache")
-        }
+        if let problem = options.problem { throw ValidationError(problem) }
     }
 
-    func parsedMode(_ text: String) -> mode_t? {
-        guard !text.isEmpty, text.count <= 5, let value = UInt32(text, radix: 8), value <= 0o7777 else { return nil }
-        return mode_t(value)
-    }
+    /// The options, as the quick reading finds them too.
+    var options: ArchiveOptions { ArchiveOptions(mode: mode, jobs: jobs, verify: verify) }
 
     static func start() -> Never {
         let console = Console(program: programName)
         // Interrupted by the server (shutdown): remove the temporary file and exit 1, never die by a signal.
         Interruption.install(exitStatus: ArchiveExitStatus.failure.rawValue)
-        let command = parseArguments(Self.self, console: console, usageStatus: ArchiveExitStatus.usage.rawValue)
-        if command.version { printVersionAndExit(program: programName) }
-        guard let source = command.source, let destination = command.destination else {
-            Glibc.exit(ArchiveExitStatus.usage.rawValue)  // validate() has already said why
+        if let quick = ArchiveOptions.quick(CommandLine.arguments.dropFirst()), quick.options.problem == nil {
+            Glibc.exit(quick.options.archive(source: quick.source, destination: quick.destination, console: console).rawValue)
         }
+        parseAndRun(console: console)
+    }
+
+    func execute(console: Console) -> ArchiveExitStatus {
+        // validate() has made sure both are there.
+        guard let source, let destination else { return .usage }
+        return options.archive(source: source, destination: destination, console: console)
+    }
+}
+
+extension ArchiveRequest.Verification: ExpressibleByArgument {}
+
+/// walferry-archive's options, however they were read, and the rules they must follow.
+struct ArchiveOptions {
+    var mode: String?
+    var jobs: Int?
+    var verify: ArchiveRequest.Verification?
+
+    /// Why these options cannot be used, or nil.
+    var problem: String? {
+        if let mode, ArchiveOptions.parsedMode(mode) == nil { return "invalid mode \"\(mode)\": give octal permission bits such as 0640" }
+        return jobsProblem(jobs)
+    }
+
+    static func parsedMode(_ text: String) -> mode_t? {
+        guard !text.isEmpty, text.count <= 5, let value = UInt32(text, radix: 8), value <= 0o7777 else { return nil }
+        return mode_t(value)
+    }
+
+    /// The common command lines read without ArgumentParser; nil for anything else.
+    static func quick(_ arguments: ArraySlice<String>) -> (options: ArchiveOptions, source: String, destination: String)? {
+        guard let scan = QuickArguments.scan(arguments, flags: [], options: ["--mode": "--mode", "-j": "--jobs", "--jobs": "--jobs", "--verify": "--verify"],
+                                             numeric: ["--jobs"]),
+              scan.positional.count == 2 else { return nil }
+        var options = ArchiveOptions(mode: scan.values["--mode"], jobs: scan.integer("--jobs"))
+        if let verify = scan.values["--verify"] {
+            guard let value = ArchiveRequest.Verification(rawValue: verify) else { return nil }
+            options.verify = value
+        }
+        return (options, scan.positional[0], scan.positional[1])
+    }
+
+    /// Archives SOURCE to DEST with these options.
+    func archive(source: String, destination: String, console: Console) -> ArchiveExitStatus {
         var request = ArchiveRequest(source: source, destination: destination)
-        request.mode = command.mode.flatMap(command.parsedMode)
-        if let jobs = command.jobs { request.jobs = jobs }
-        if let verify = command.verify.flatMap(ArchiveRequest.Verification.init(rawValue:)) { request.verification = verify }
-        Glibc.exit(runArchive(request, console: console).rawValue)
+        request.mode = mode.flatMap(ArchiveOptions.parsedMode)
+        if let jobs { request.jobs = jobs }
+        if let verify { request.verification = verify }
+        return runArchive(request, console: console)
     }
 }

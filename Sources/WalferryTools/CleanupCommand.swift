@@ -7,8 +7,9 @@ import WalferryCore
 
 import Glibc
 
-struct CleanupCommand: ParsableCommand {
+struct CleanupCommand: WalferryCommand {
     static let programName = "walferry-cleanup"
+    static let usageStatus = CleanupExitStatus.usage
 
     static let configuration = CommandConfiguration(
         commandName: programName,
@@ -69,17 +70,17 @@ struct CleanupCommand: ParsableCommand {
     }
 
     static func start() -> Never {
-        let console = Console(program: programName)
-        let command = parseArguments(Self.self, console: console, usageStatus: CleanupExitStatus.usage.rawValue)
-        if command.version { printVersionAndExit(program: programName) }
-        guard let location = command.archiveLocation, let oldest = command.oldestKeptWALFile else {
-            Glibc.exit(CleanupExitStatus.usage.rawValue)  // validate() has already said why
-        }
+        parseAndRun(console: Console(program: programName))
+    }
+
+    func execute(console: Console) -> CleanupExitStatus {
+        // validate() has made sure both are there.
+        guard let location = archiveLocation, let oldest = oldestKeptWALFile else { return .usage }
         var request = CleanupRequest(archiveLocation: location, oldestKeptWALFile: oldest)
-        request.stripExtension = command.stripExtension
-        request.cleanBackupHistory = command.cleanBackupHistory
-        request.debug = command.debug
-        request.dryRun = command.dryRun
-        Glibc.exit(runCleanup(request, console: console, output: StandardOutput()).rawValue)
+        request.stripExtension = stripExtension
+        request.cleanBackupHistory = cleanBackupHistory
+        request.debug = debug
+        request.dryRun = dryRun
+        return runCleanup(request, console: console, output: StandardOutput())
     }
 }

@@ -2,8 +2,8 @@
 // decision is made there.
 //
 // The server starts one process per file, so start-up counts: the common command lines (the options
-// below, then SOURCE and DEST) are read by a few lines of code of our own, because swift-argument-
-// parser's reflection costs about 1.5 ms a start, a quarter of what cp takes to restore a segment.
+// below, then SOURCE and DEST) are read without ArgumentParser (WalferryCLI's QuickArguments), because
+// its reflection costs about 1.5 ms a start, a quarter of what cp takes to restore a segment.
 // Anything else (help, version, an error, an unusual spelling) goes through ArgumentParser, which
 // makes every message; the validation rules are shared, so both paths accept the same arguments.
 
@@ -13,8 +13,10 @@ import WalferryCore
 
 import Glibc
 
-struct RestoreCommand: ParsableCommand {
+struct RestoreCommand: WalferryCommand {
     static let programName = "walferry-restore"
+    /// In targeted recovery 200; on a standby 1, so that the server retries.
+    static var usageStatus: RestoreExitStatus { .usage.inMode(modeBeforeParsing().mode) }
 
     static let configuration = CommandConfiguration(
         commandName: programName,
@@ -100,31 +102,22 @@ struct RestoreCommand: ParsableCommand {
         // Interrupted by the server (shutdown): remove the temporary file and die by the same signal,
         // which the startup process reads as a shutdown, never as "not in the archive".
         Interruption.install(.reraise)
-        if let quick = QuickArguments.parse(CommandLine.arguments.dropFirst()), quick.options.problem == nil {
-            restore(source: quick.source, destination: quick.destination, options: quick.options, console: console)
+        if let quick = RestoreOptions.quick(CommandLine.arguments.dropFirst()), quick.options.problem == nil {
+            Glibc.exit(quick.options.restore(source: quick.source, destination: quick.destination, console: console).rawValue)
         }
-        let early = modeBeforeParsing()
-        let command = parseArguments(Self.self, console: console, usageStatus: RestoreExitStatus.usage.inMode(early.mode).rawValue)
-        if command.version { printVersionAndExit(program: programName) }
-        guard let source = command.source else {
-            Glibc.exit(RestoreExitStatus.usage.inMode(early.mode).rawValue)  // validate() has already said why
-        }
-        if command.prefetchWorker {
-            guard let spool = command.spool else { Glibc.exit(1) }
-            Glibc.exit(runPrefetchWorker(source: source, spool: spool, count: command.prefetch ?? 1, jobs: command.jobs ?? BZip2.defaultJobs))
-        }
-        guard let destination = command.destination else { Glibc.exit(RestoreExitStatus.usage.inMode(early.mode).rawValue) }
-        restore(source: source, destination: destination, options: command.options, console: console)
+        parseAndRun(console: console)
     }
 
-    static func restore(source: String, destination: String, options: RestoreOptions, console: Console) -> Never {
-        let explicit: RecoveryMode? = options.standby ? .standby : options.pitr ? .targeted : nil
-        var request = RestoreRequest(source: source, destination: destination, mode: .decide(explicit: explicit))
-        request.partial = options.partial
-        request.prefetch = options.prefetch ?? 0
-        request.spool = options.spool
-        if let jobs = options.jobs { request.jobs = jobs }
-        Glibc.exit(runRestore(request, console: console).rawValue)
+    func execute(console: Console) -> RestoreExitStatus {
+        // validate() has made sure that SOURCE, and DEST but for the worker, are there.
+        guard let source else { return Self.usageStatus }
+        if prefetchWorker {
+            guard let spool else { return .notAvailable }
+            let status = runPrefetchWorker(source: source, spool: spool, count: prefetch ?? 1, jobs: jobs ?? BZip2.defaultJobs)
+            return RestoreExitStatus(rawValue: status) ?? .notAvailable
+        }
+        guard let destination else { return Self.usageStatus }
+        return options.restore(source: source, destination: destination, console: console)
     }
 }
 
@@ -140,7 +133,7 @@ struct RestoreOptions {
     /// Why these options cannot be used together, or nil.
     var problem: String? {
         if standby && pitr { return "--standby and --pitr cannot be used together" }
-        if let jobs, jobs < 1 || jobs > 256 { return "invalid number of jobs \(jobs): must be between 1 and 256" }
+        if let problem = jobsProblem(jobs) { return problem }
         if let prefetch {
             guard prefetch >= 1 && prefetch <= maximumPrefetch else {
                 return "invalid number of segments to prefetch \(prefetch): must be between 1 and \(maximumPrefetch)"
@@ -155,6 +148,29 @@ struct RestoreOptions {
         return nil
     }
 
+    /// The common command lines read without ArgumentParser; nil for anything else.
+    static func quick(_ arguments: ArraySlice<String>) -> (options: RestoreOptions, source: String, destination: String)? {
+        guard let scan = QuickArguments.scan(arguments, flags: ["--standby", "--pitr", "--partial"],
+                                             options: ["--prefetch": "--prefetch", "--spool": "--spool", "-j": "--jobs", "--jobs": "--jobs"],
+                                             numeric: ["--prefetch", "--jobs"]),
+              scan.positional.count == 2 else { return nil }
+        let options = RestoreOptions(standby: scan.flags.contains("--standby"), pitr: scan.flags.contains("--pitr"),
+                                     partial: scan.flags.contains("--partial"), prefetch: scan.integer("--prefetch"),
+                                     spool: scan.values["--spool"], jobs: scan.integer("--jobs"))
+        return (options, scan.positional[0], scan.positional[1])
+    }
+
+    /// Restores SOURCE to DEST with these options.
+    func restore(source: String, destination: String, console: Console) -> RestoreExitStatus {
+        let explicit: RecoveryMode? = standby ? .standby : pitr ? .targeted : nil
+        var request = RestoreRequest(source: source, destination: destination, mode: .decide(explicit: explicit))
+        request.partial = partial
+        request.prefetch = prefetch ?? 0
+        request.spool = spool
+        if let jobs { request.jobs = jobs }
+        return runRestore(request, console: console)
+    }
+
     /// True when `spool` is the working directory (the data directory when the server calls) or
     /// below it: a spool there would be copied by base backups and broken by pg_rewind.
     func spoolIsInsideWorkingDirectory(_ spool: String) -> Bool {
@@ -163,41 +179,5 @@ struct RestoreOptions {
         let cwd = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         guard cwd != "/" else { return false }
         return spool == cwd || spool.hasPrefix(cwd + "/")
-    }
-}
-
-/// The common command lines, read without ArgumentParser: known options with separate values, then
-/// exactly SOURCE and DEST. Nil for anything else, which ArgumentParser then reads and reports on.
-struct QuickArguments {
-    var options = RestoreOptions()
-    var source = ""
-    var destination = ""
-
-    static func parse(_ arguments: ArraySlice<String>) -> QuickArguments? {
-        var result = QuickArguments()
-        var positional: [String] = []
-        var rest = arguments[...]
-        while let argument = rest.popFirst() {
-            switch argument {
-            case "--standby": result.options.standby = true
-            case "--pitr": result.options.pitr = true
-            case "--partial": result.options.partial = true
-            case "--prefetch", "--spool", "-j", "--jobs":
-                guard let value = rest.popFirst(), !value.hasPrefix("-") else { return nil }
-                if argument == "--spool" {
-                    result.options.spool = value
-                } else {
-                    guard let number = Int(value) else { return nil }
-                    if argument == "--prefetch" { result.options.prefetch = number } else { result.options.jobs = number }
-                }
-            default:
-                guard !argument.hasPrefix("-") else { return nil }
-                positional.append(argument)
-            }
-        }
-        guard positional.count == 2 else { return nil }
-        result.source = positional[0]
-        result.destination = positional[1]
-        return result
     }
 }

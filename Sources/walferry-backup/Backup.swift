@@ -10,8 +10,17 @@ import WalferryPostgres
 import Glibc
 
 @main
-struct BackupCommand: ParsableCommand {
+struct BackupCommand: WalferryCommand {
     static let programName = "walferry-backup"
+    static let usageStatus = BackupExitStatus.usage
+
+    /// `-c, --checkpoint`.
+    enum Checkpoint: String, ExpressibleByArgument, CaseIterable {
+        /// An immediate checkpoint.
+        case fast
+        /// Paced by checkpoint_completion_target.
+        case spread
+    }
 
     static let configuration = CommandConfiguration(
         commandName: programName,
@@ -59,7 +68,7 @@ struct BackupCommand: ParsableCommand {
     @Option(name: [.customShort("c"), .customLong("checkpoint")],
             help: ArgumentHelp("fast: an immediate checkpoint; spread: paced by checkpoint_completion_target.",
                                valueName: "fast|spread"))
-    var checkpoint = "spread"
+    var checkpoint = Checkpoint.spread
 
     @Option(name: .customLong("wal-archive"),
             help: ArgumentHelp("The WAL archive (%f or %f.bz2 files): copy the backup's WAL from it into the tarball's pg_wal, and prune it with --keep.",
@@ -98,11 +107,8 @@ struct BackupCommand: ParsableCommand {
         guard dataDirectory ?? environment("PGDATA") != nil else {
             throw ValidationError("no data directory given: use -D or set PGDATA")
         }
-        guard checkpoint == "fast" || checkpoint == "spread" else {
-            throw ValidationError("invalid checkpoint argument \"\(checkpoint)\", must be \"fast\" or \"spread\"")
-        }
         if let keep, keep < 1 { throw ValidationError("--keep must be at least 1") }
-        if let jobs, !(1...1024).contains(jobs) { throw ValidationError("-j/--jobs must be between 1 and 1024") }
+        if let problem = jobsProblem(jobs) { throw ValidationError(problem) }
         guard (1...9).contains(level) else { throw ValidationError("-Z/--compress-level must be between 1 and 9") }
         if let label {
             guard label.utf8.count <= 1024 else { throw ValidationError("backup label too long (max 1024 bytes)") }
@@ -112,32 +118,31 @@ struct BackupCommand: ParsableCommand {
     }
 
     static func main() {
-        let console = Console(program: programName)
-        let command = parseArguments(Self.self, console: console, usageStatus: BackupExitStatus.usage.rawValue)
-        if command.version { printVersionAndExit(program: programName) }
-        guard let output = command.output, let dataDirectory = command.dataDirectory ?? environment("PGDATA") else {
-            Glibc.exit(BackupExitStatus.usage.rawValue)  // validate() has already said why
-        }
+        parseAndRun(console: Console(program: programName))
+    }
+
+    func execute(console: Console) -> BackupExitStatus {
+        // validate() has made sure both are there.
+        guard let output, let dataDirectory = dataDirectory ?? environment("PGDATA") else { return .usage }
         var request = BackupRequest(dataDirectory: dataDirectory, output: output)
-        request.label = command.label
-        request.fastCheckpoint = command.checkpoint == "fast"
-        request.walArchive = command.walArchive
-        request.keep = command.keep
-        request.jobs = command.jobs ?? BZip2.defaultJobs
-        request.compressionLevel = command.level
-        request.verbose = command.verbose
-        request.forceProgress = command.progress
+        request.label = label
+        request.fastCheckpoint = checkpoint == .fast
+        request.walArchive = walArchive
+        request.keep = keep
+        request.jobs = jobs ?? BZip2.defaultJobs
+        request.compressionLevel = level
+        request.verbose = verbose
+        request.forceProgress = progress
         // For walferry's own tests only: slows the copy down so that a test can act mid-backup.
         if let delay = environment("WALFERRY_BACKUP_TEST_DELAY_MS").flatMap({ UInt32($0) }) {
             request.testDelayPerFileMicroseconds = delay &* 1000
         }
-        let verbose = command.verbose
-        let status = runBaseBackup(request, console: console) { () throws(BackupFailure) in
-            try PostgresBackupServer(conninfo: command.conninfo) { notice in
+        let verbose = verbose, conninfo = conninfo
+        return runBaseBackup(request, console: console) { () throws(BackupFailure) in
+            try PostgresBackupServer(conninfo: conninfo) { notice in
                 printNotice(notice, console: console, verbose: verbose)
             }
         }
-        Glibc.exit(status.rawValue)
     }
 }
 

@@ -213,7 +213,7 @@ import TestSupport
         Usage(arguments: ["a", "b", "c"], lines: ["walferry-archive: error: too many command-line arguments", tryHelp]),
         Usage(arguments: ["--mode", "999", "a", "b"], lines: ["walferry-archive: error: invalid mode \"999\": give octal permission bits such as 0640", tryHelp]),
         Usage(arguments: ["-j", "0", "a", "b"], lines: ["walferry-archive: error: invalid number of jobs 0: must be between 1 and 256", tryHelp]),
-        Usage(arguments: ["--verify", "disk", "a", "b"], lines: ["walferry-archive: error: invalid --verify \"disk\": give storage or cache", tryHelp]),
+        Usage(arguments: ["--verify", "disk", "a", "b"], lines: ["walferry-archive: error: the value 'disk' is invalid for '--verify <storage|cache>'. Please provide one of 'storage' and 'cache'.", tryHelp]),
         Usage(arguments: ["%f", "/mnt/archive/%f"], lines: [
             "walferry-archive: error: \"%f\" is not a WAL file name",
             "walferry-archive: hint: SOURCE is %p: the path of a segment, .partial, .backup or .history file under pg_wal."]),
