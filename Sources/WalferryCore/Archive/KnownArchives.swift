@@ -19,14 +19,14 @@ public enum KnownArchives {
     public static let fileName = "walferry.archives"
 
     /// The noted archive directories (empty when the file does not exist or cannot be read).
-    public static func read() -> [String] {
-        guard let bytes = try? readWholeFile(FilePath(fileName)) else { return [] }
+    public static func read(in dataDirectory: DataDirectory = .working) -> [String] {
+        guard let bytes = try? readWholeFile(dataDirectory.path.appending(fileName)) else { return [] }
         return String(decoding: bytes, as: UTF8.self).split(separator: "\n").map(String.init)
     }
 
     /// Adds `directory` to the file (append, then fsync the file; it is created with mode 0600).
-    public static func note(_ directory: String) throws(Errno) {
-        let fd = try retryingOnInterrupt { open(fileName, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600) }
+    public static func note(_ directory: String, in dataDirectory: DataDirectory = .working) throws(Errno) {
+        let fd = try openPath(dataDirectory.path.appending(fileName), O_WRONLY | O_APPEND | O_CREAT, mode: 0o600)
         defer { close(fd) }
         var line = directory + "\n"
         if let error = line.withUTF8({ writeAll(fd, UnsafeRawBufferPointer($0)) }) { throw error }

@@ -1,7 +1,7 @@
 // Path strings as the tools receive them from the server's command lines: split into directory and
 // file name, and made absolute against the working directory. Like dirname/basename and realpath,
 // except that symbolic links are never resolved: an unmounted mount point must keep the path it had
-// when it was mounted (ArchiveIdentity.swift's KnownArchives).
+// when it was mounted (KnownArchives.swift).
 
 import Glibc
 
