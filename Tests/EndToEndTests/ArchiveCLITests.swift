@@ -9,7 +9,6 @@ import TestSupport
 @Suite struct ArchiveCLITests {
     static let tool = "walferry-archive"
     static let segment = "000000010000000000000003"
-    static let sysid: UInt64 = 7_712_740_923_202_838_945
 
     /// A data directory holding `files` in pg_wal, and an empty archive folder beside it.
     struct Setup {
@@ -28,11 +27,11 @@ import TestSupport
         }
 
         func identityLine() -> String {
-            "walferry-archive: created archive identity record \"\(archive)/walferry.identity\": system identifier \(ArchiveCLITests.sysid), PostgreSQL 15, 1 MB segments"
+            "walferry-archive: created archive identity record \"\(archive)/walferry.identity\": system identifier \(testSystemIdentifier), PostgreSQL 15, 1 MB segments"
         }
     }
 
-    static func wal(_ name: String = segment, seed: UInt64 = 1, sysid: UInt64 = sysid) -> [UInt8] {
+    static func wal(_ name: String = segment, seed: UInt64 = 1, sysid: UInt64 = testSystemIdentifier) -> [UInt8] {
         syntheticSegment(name: name, systemIdentifier: sysid, seed: seed)
     }
 
@@ -51,7 +50,7 @@ import TestSupport
         #expect(fileMode(setup.archive + "/" + Self.segment) == 0o600)
         #expect(try listDirectory(setup.archive) == [Self.segment, "walferry.identity"])  // no temporary file left
         #expect(try String(decoding: readFile(setup.archive + "/walferry.identity"), as: UTF8.self) ==
-                "walferry archive identity 1\nsystem identifier: \(Self.sysid)\nwal segment size: 1048576\npostgresql version: 15\n")
+                identityRecordText())
         #expect(try String(decoding: readFile(setup.data + "/walferry.archives"), as: UTF8.self) == setup.archive + "\n")
 
         // A second segment: silent, like cp.
@@ -116,7 +115,7 @@ import TestSupport
         let backup = Array("START WAL LOCATION: 0/3000028 (file 000000010000000000000003)\n".utf8)
         let partial = "000000010000000000000013.partial"
         let setup = try Setup(["00000002.history": history, "000000010000000000000003.00000028.backup": backup,
-                               partial: syntheticSegment(name: partial, systemIdentifier: Self.sysid)])
+                               partial: syntheticSegment(name: partial, systemIdentifier: testSystemIdentifier)])
         #expect(try setup.archive("00000002.history").status == 0)
         #expect(try setup.archive("000000010000000000000003.00000028.backup", as: "000000010000000000000003.00000028.backup.bz2").status == 0)
         #expect(try setup.archive(partial).status == 0)
@@ -169,7 +168,7 @@ import TestSupport
 
     @Test func theFirstSegmentOfANewTimelineCarriesTheOldTimeline() throws {
         let name = "000000020000000000000013"
-        let setup = try Setup([name: syntheticSegment(name: name, systemIdentifier: Self.sysid, headerTimeline: 1)])
+        let setup = try Setup([name: syntheticSegment(name: name, systemIdentifier: testSystemIdentifier, headerTimeline: 1)])
         let outcome = try setup.archive(name)
         #expect(outcome.status == 0, "\(outcome)")
     }
@@ -180,7 +179,7 @@ import TestSupport
         let outcome = try setup.archive("000000010000000000000004")
         #expect(outcome.status == 5)
         #expect(outcome.stderrLines == [
-            "walferry-archive: error: WAL file \"pg_wal/000000010000000000000004\" (system identifier 42, PostgreSQL 15, 1 MB segments) does not belong in archive \"\(setup.archive)\" (system identifier \(Self.sysid), PostgreSQL 15, 1 MB segments)",
+            "walferry-archive: error: WAL file \"pg_wal/000000010000000000000004\" (system identifier 42, PostgreSQL 15, 1 MB segments) does not belong in archive \"\(setup.archive)\" (system identifier \(testSystemIdentifier), PostgreSQL 15, 1 MB segments)",
             "walferry-archive: hint: Is archive_command pointing at another cluster's archive?",
         ])
         #expect(try listDirectory(setup.archive) == [Self.segment, "walferry.identity"])
@@ -331,7 +330,7 @@ import TestSupport
     @Test(arguments: [false, true])
     func interruptionsNeverLeaveAPartialFile(compressed: Bool) throws {
         let name = "000000010000000000000005"
-        let bytes = syntheticSegment(name: name, systemIdentifier: Self.sysid, segmentSize: 16 << 20, seed: 9)
+        let bytes = syntheticSegment(name: name, systemIdentifier: testSystemIdentifier, segmentSize: 16 << 20, seed: 9)
         let setup = try Setup([name: bytes])
         let destination = compressed ? name + ".bz2" : name
         var generator = SystemRandomNumberGenerator()

@@ -59,6 +59,6 @@ import TestSupport
             .split(separator: "\n").first { $0.hasPrefix("Database system identifier:") }?
             .split(separator: " ").last.map(String.init) ?? "?"
         #expect(try String(contentsOfFile: archive + "/walferry.identity", encoding: .utf8)
-                == "walferry archive identity 1\nsystem identifier: \(controlIdentifier)\nwal segment size: 16777216\npostgresql version: 15\n")
+                == identityRecordText(systemIdentifier: try #require(UInt64(controlIdentifier)), segmentSize: 16 << 20))
     }
 }

@@ -12,64 +12,6 @@ import Foundation
 import Testing
 import TestSupport
 
-/// A data directory restored from a backup, started by the test on its own socket.
-final class RestoredServer {
-    let installation: PostgresInstallation
-    let folder: TemporaryDirectory
-    let dataDirectory: String
-    let socketDirectory: String
-    private var running = false
-
-    /// Extracts `tarball` into a fresh 0700 data directory owned by the postgres user.
-    init(installation: PostgresInstallation, tarball: String) throws {
-        self.installation = installation
-        folder = try TemporaryDirectory(prefix: "walferry-restored")
-        dataDirectory = try folder.makeDirectory("data", mode: 0o700)
-        socketDirectory = try folder.makeDirectory("socket", mode: 0o700)
-        let extract = try runProcess("/bin/tar", ["-xjf", tarball, "-C", dataDirectory])
-        guard extract.status == 0 else { throw TestFailure("tar -xjf \(tarball) failed: \(extract)") }
-        try handToPostgresUser(folder.path)
-    }
-
-    deinit { if running { _ = try? runAsPostgresUser(installation.tool("pg_ctl"), ["-D", dataDirectory, "-m", "immediate", "-w", "stop"]) } }
-
-    /// Appends settings that make it a server of its own (socket, no archiving) plus `extra`.
-    func configure(_ extra: [String: String] = [:]) throws {
-        var settings = ["unix_socket_directories": "'\(socketDirectory)'", "port": "5432", "archive_mode": "off",
-                        "archive_command": "''"]
-        settings.merge(extra) { _, new in new }
-        let lines = settings.sorted { $0.key < $1.key }.map { "\($0.key) = \($0.value)\n" }.joined()
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: dataDirectory + "/postgresql.conf"))
-        try handle.seekToEnd()
-        try handle.write(contentsOf: Data(lines.utf8))
-        try handle.close()
-    }
-
-    func start() throws {
-        let outcome = try runAsPostgresUser(installation.tool("pg_ctl"),
-                                            ["-D", dataDirectory, "-l", folder.join("server.log"), "-w", "-t", "120", "start"],
-                                            workingDirectory: folder.path)
-        guard outcome.status == 0 else { throw TestFailure("pg_ctl start failed: \(outcome)\n\(log())") }
-        running = true
-    }
-
-    /// Promotes a standby and waits for the end of recovery (pg_ctl promote -w).
-    func promote() throws {
-        let outcome = try runAsPostgresUser(installation.tool("pg_ctl"), ["-D", dataDirectory, "-w", "-t", "120", "promote"],
-                                            workingDirectory: folder.path)
-        guard outcome.status == 0 else { throw TestFailure("pg_ctl promote failed: \(outcome)\n\(log())") }
-    }
-
-    func sql(_ statement: String) throws -> String {
-        let outcome = try runProcess(installation.tool("psql"), ["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-h", socketDirectory,
-                                                                  "-p", "5432", "-U", "postgres", "-d", "postgres", "-c", statement])
-        guard outcome.status == 0 else { throw TestFailure("psql failed on \(statement): \(outcome)") }
-        return outcome.stdout.hasSuffix("\n") ? String(outcome.stdout.dropLast()) : outcome.stdout
-    }
-
-    func log() -> String { (try? String(contentsOfFile: folder.join("server.log"), encoding: .utf8)) ?? "(no log)" }
-}
-
 /// What identifies the data at a point: row counts, balances and a digest of pgbench's history.
 func pgbenchState(_ sql: (String) throws -> String) throws -> String {
     try sql("""
@@ -148,7 +90,7 @@ func startInBackground(_ executable: String, _ arguments: [String], environment 
         #expect(members.contains("backup_label") && members.contains("global/pg_control") && members.contains("pg_wal/archive_status/"))
         #expect(!members.contains("postmaster.pid") && !members.contains("tablespace_map"))
 
-        let restored = try RestoredServer(installation: pg, tarball: backup + "/base.tar.bz2")
+        let restored = try PostgresCluster(installation: pg, restoring: backup + "/base.tar.bz2")
         try FileManager.default.copyItem(atPath: backup + "/backup_manifest", toPath: restored.dataDirectory + "/backup_manifest")
         try handToPostgresUser(restored.dataDirectory + "/backup_manifest", recursive: false)
         // The WAL in the tarball and the archive both satisfy pg_verifybackup's WAL check.
@@ -157,7 +99,7 @@ func startInBackground(_ executable: String, _ arguments: [String], environment 
             #expect(verify.status == 0 && verify.stdout == "backup successfully verified\n", "\(arguments): \(verify)")
         }
 
-        try restored.configure(["restore_command": "'\(postgresReachableToolDirectory)/walferry-restore --pitr \(archive)/%f %p'"])
+        try restored.appendCopySettings(["restore_command": "'\(postgresReachableToolDirectory)/walferry-restore --pitr \(archive)/%f %p'"])
         try writeFile(restored.dataDirectory + "/recovery.signal", [])
         try handToPostgresUser(restored.dataDirectory + "/recovery.signal", recursive: false)
         try restored.start()
@@ -166,15 +108,15 @@ func startInBackground(_ executable: String, _ arguments: [String], environment 
                 (try? restored.sql("SELECT pg_is_in_recovery()")) == "f"
             }
         } catch {
-            Issue.record("\(error)\n\(restored.log())")
+            Issue.record("\(error)\n\(restored.serverLog())")
             return
         }
         #expect(try pgbenchState { try restored.sql($0) } == expected)
 
         // The same backup as a standby (standby.signal, walferry-restore --standby), which catches up
         // with more load through the archive alone and is then promoted.
-        let standby = try RestoredServer(installation: pg, tarball: backup + "/base.tar.bz2")
-        try standby.configure(["restore_command": "'\(postgresReachableToolDirectory)/walferry-restore --standby \(archive)/%f %p'",
+        let standby = try PostgresCluster(installation: pg, restoring: backup + "/base.tar.bz2")
+        try standby.appendCopySettings(["restore_command": "'\(postgresReachableToolDirectory)/walferry-restore --standby \(archive)/%f %p'",
                                "hot_standby": "on"])
         try writeFile(standby.dataDirectory + "/standby.signal", [])
         try handToPostgresUser(standby.dataDirectory + "/standby.signal", recursive: false)
@@ -189,7 +131,7 @@ func startInBackground(_ executable: String, _ arguments: [String], environment 
                 (try? pgbenchState { try standby.sql($0) }) == later
             }
         } catch {
-            Issue.record("\(error)\n\(standby.log())")
+            Issue.record("\(error)\n\(standby.serverLog())")
             return
         }
         #expect(try standby.sql("SELECT pg_is_in_recovery()") == "t")
@@ -240,7 +182,7 @@ func startInBackground(_ executable: String, _ arguments: [String], environment 
 
         // Restored elsewhere: the tablespace extracted to a new location, tablespace_map edited to it
         // (what an operator does when relocating), pg_tblspc/<oid> left for the server to make.
-        let restored = try RestoredServer(installation: pg, tarball: backup + "/base.tar.bz2")
+        let restored = try PostgresCluster(installation: pg, restoring: backup + "/base.tar.bz2")
         let newLocation = try restored.folder.makeDirectory("ts1-restored", mode: 0o700)
         #expect(try runProcess("/bin/tar", ["-xjf", backup + "/\(oid).tar.bz2", "-C", newLocation]).status == 0)
         try handToPostgresUser(restored.folder.path)
@@ -257,7 +199,7 @@ func startInBackground(_ executable: String, _ arguments: [String], environment 
 
         try writeFile(restored.dataDirectory + "/tablespace_map", Array("\(oid) \(newLocation)\n".utf8))
         try handToPostgresUser(restored.dataDirectory + "/tablespace_map", recursive: false)
-        try restored.configure()
+        try restored.appendCopySettings()
         try restored.start()
         #expect(try restored.sql("SELECT count(*) FROM t") == "1000")
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: link) == newLocation)
@@ -403,14 +345,14 @@ func startInBackground(_ executable: String, _ arguments: [String], environment 
                                                       "-c", "fast", "--wal-archive", archive])
         #expect(outcome.status == 0, "\(outcome)")
         #expect(try tarMembers("/bin/tar", tarball).contains("pg_wal/summaries/"))
-        let restored = try RestoredServer(installation: pg, tarball: tarball)
+        let restored = try PostgresCluster(installation: pg, restoring: tarball)
         let manifest = try String(contentsOfFile: restored.dataDirectory + "/backup_manifest", encoding: .utf8)
         let identifier = try primary.sql("SELECT system_identifier FROM pg_control_system()")
         #expect(manifest.hasPrefix("{ \"PostgreSQL-Backup-Manifest-Version\": 2,\n\"System-Identifier\": \(identifier),\n"))
         let verify = try verifyBackup(pg, [restored.dataDirectory])
         #expect(verify.status == 0 && verify.stdout == "backup successfully verified\n", "\(verify)")
         // Restored without an archive: crash recovery from the WAL in the tarball.
-        try restored.configure()
+        try restored.appendCopySettings()
         try restored.start()
         #expect(try restored.sql("SELECT count(*) FROM t") == "500")
     }

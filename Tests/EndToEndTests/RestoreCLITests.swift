@@ -208,7 +208,8 @@ import TestSupport
             "walferry-restore: hint: Is the archive file system mounted? walferry-archive writes the record with the first segment it archives.",
         ] }),
         Failure(label: "invalid identity record", status: 203, segment: 2, setUp: { scene in
-            try writeFile(scene.archive + "/walferry.identity", Array("walferry archive identity 1\n".utf8))
+            // The record's first line alone.
+            try writeFile(scene.archive + "/walferry.identity", Array((identityRecordText().prefix { $0 != "\n" } + "\n").utf8))
         }, lines: { scene in [
             "walferry-restore: error: invalid archive identity record \"\(scene.archive)/walferry.identity\"",
             "hint",
@@ -245,7 +246,7 @@ import TestSupport
         Failure(label: "segment of another cluster", status: 202, segment: 2, setUp: { scene in
             try scene.archiveSegment(2, bytes: WAL.segment(2, systemIdentifier: 42))
         }, lines: { scene in [
-            "walferry-restore: error: archive file \"\(scene.source(WAL.name(2)))\" (system identifier 42, PostgreSQL 15, 1 MB segments) does not belong in archive \"\(scene.archive)\" (system identifier \(WAL.systemIdentifier), PostgreSQL 15, 1 MB segments)",
+            "walferry-restore: error: archive file \"\(scene.source(WAL.name(2)))\" (system identifier 42, PostgreSQL 15, 1 MB segments) does not belong in archive \"\(scene.archive)\" (system identifier \(testSystemIdentifier), PostgreSQL 15, 1 MB segments)",
             "hint",
             "walferry-restore: hint: Was it copied into the archive by hand, from another cluster?",
         ] }),
@@ -297,7 +298,7 @@ import TestSupport
             withUnsafeBytes(of: UInt64(99).littleEndian) { control.replaceSubrange(0..<8, with: $0) }
             try writeFile(scene.data + "/global/pg_control", control)
         }, lines: { scene in [
-            "walferry-restore: error: archive \"\(scene.archive)\" holds WAL of system identifier \(WAL.systemIdentifier), but this data directory's is 99",
+            "walferry-restore: error: archive \"\(scene.archive)\" holds WAL of system identifier \(testSystemIdentifier), but this data directory's is 99",
             "hint",
             "walferry-restore: hint: Is restore_command pointing at another cluster's archive?",
         ] }),
@@ -374,7 +375,7 @@ import TestSupport
             : "walferry-restore: detail: \(mode): exit status 203, so that the server stops instead of ending recovery early."
         #expect(outcome.stderrLines.dropFirst().first == detail, "\(outcome)")
         // A clean miss is 1 in every mode.
-        try writeFile(scene.archive + "/walferry.identity", Array(WAL.identityText().utf8))
+        try writeFile(scene.archive + "/walferry.identity", Array(identityRecordText().utf8))
         let miss = try scene.restore(flags + [scene.source("00000002.history"), "pg_wal/RECOVERYHISTORY"])
         #expect(miss.status == 1 && miss.stderr == "")
     }
@@ -488,12 +489,9 @@ import TestSupport
     /// the test runner.)
     static func slowScene() throws -> RestoreScene {
         let scene = try RestoreScene(identity: false)
-        try writeFile(scene.archive + "/walferry.identity", Array(WAL.identityText(segmentSize: 8 << 20).utf8))
-        let name = String(format: "%08X%08X%08X", 1, 0, 2)
-        let path = scene.source(name)
-        var bytes = WAL.segment(0, size: 8 << 20, declaredSize: 8 << 20, random: true)
-        withUnsafeBytes(of: UInt64(2 * (8 << 20)).littleEndian) { bytes.replaceSubrange(8..<16, with: $0) }
-        try writeFile(path, bytes)
+        try writeFile(scene.archive + "/walferry.identity", Array(identityRecordText(segmentSize: 8 << 20).utf8))
+        let path = scene.source(slowName)
+        try writeFile(path, syntheticSegment(name: slowName, segmentSize: 8 << 20, incompressible: true))
         let outcome = try runProcess("/usr/bin/env", ["bzip2", "-9", path])
         guard outcome.status == 0 else { throw TestFailure("bzip2 failed: \(outcome)") }
         return scene

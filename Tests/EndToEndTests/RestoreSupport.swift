@@ -1,16 +1,16 @@
-// Archives and data directories for walferry-restore's CLI tests: WAL segments built byte by byte
-// (a valid long page header, then a recognisable body), an identity record as walferry-archive writes
-// it, and a fake data directory with pg_wal to restore into.
+// Archives and data directories for walferry-restore's CLI tests: numbered WAL segments (TestSupport's
+// syntheticSegment, 1 MB), an identity record as walferry-archive writes it, and a fake data directory
+// with pg_wal to restore into.
 //
-// Like the first page of a real segment (docs/server-rules.md §3), made to order: 1 MB segments keep the
-// tests fast, and every field can be made wrong on purpose.
+// Like ArchiveCLITests' Setup, except that segments go by number and the scene holds an archive
+// already: restore reads what archive wrote.
 
 import Foundation
 import Testing
 import TestSupport
 
+/// Segments by number: 1 MB, timeline 1 unless told otherwise.
 enum WAL {
-    static let systemIdentifier: UInt64 = 7_712_740_923_202_838_945
     static let segmentSize = 1 << 20
     /// 0x100000000 / 1 MB.
     static let segmentsPerLog: UInt64 = 4096
@@ -20,39 +20,12 @@ enum WAL {
         String(format: "%08X%08X%08X", timeline, UInt32(number / segmentsPerLog), UInt32(number % segmentsPerLog))
     }
 
-    /// A segment whose long page header is right for `name(number, timeline)`, unless told otherwise,
-    /// followed by bytes that depend on the segment.
+    /// syntheticSegment for `name(number, timeline)`, its body seeded by `number` so that no two
+    /// segments have the same contents.
     static func segment(_ number: UInt64, timeline: UInt32 = 1, headerTimeline: UInt32? = nil, pageAddress: UInt64? = nil,
-                        systemIdentifier: UInt64 = systemIdentifier, size: Int = segmentSize, declaredSize: Int = segmentSize,
-                        magic: UInt16 = 0xD110, random: Bool = false) -> [UInt8] {
-        var bytes = [UInt8]()
-        bytes.reserveCapacity(size)
-        func append<T: FixedWidthInteger>(_ value: T) { withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) } }
-        append(magic)
-        append(UInt16(0x0002))
-        append(headerTimeline ?? timeline)
-        append(pageAddress ?? number * UInt64(segmentSize))
-        append(UInt32(0))
-        append(UInt32(0))
-        append(systemIdentifier)
-        append(UInt32(declaredSize))
-        append(UInt32(8192))
-        if random {
-            var generator = SystemRandomNumberGenerator()
-            while bytes.count + 8 <= size { append(generator.next() as UInt64) }
-        } else {
-            var counter = UInt32(truncatingIfNeeded: number &* 2_654_435_761)
-            while bytes.count < size / 2 {
-                append(counter)
-                counter &+= 1
-            }
-        }
-        bytes += [UInt8](repeating: 0, count: max(0, size - bytes.count))
-        return Array(bytes.prefix(size))
-    }
-
-    static func identityText(systemIdentifier: UInt64 = systemIdentifier, segmentSize: Int = segmentSize, version: Int = 15) -> String {
-        "walferry archive identity 1\nsystem identifier: \(systemIdentifier)\nwal segment size: \(segmentSize)\npostgresql version: \(version)\n"
+                        systemIdentifier: UInt64 = testSystemIdentifier) -> [UInt8] {
+        syntheticSegment(name: name(number, timeline: timeline), systemIdentifier: systemIdentifier, segmentSize: segmentSize,
+                         headerTimeline: headerTimeline, pageAddress: pageAddress, seed: number)
     }
 }
 
@@ -69,7 +42,7 @@ final class RestoreScene: @unchecked Sendable {
         archive = try folder.makeDirectory("archive")
         data = try folder.makeDirectory("data")
         pgWAL = try folder.makeDirectory("data/pg_wal")
-        if identity { try writeFile(archive + "/walferry.identity", Array(WAL.identityText().utf8)) }
+        if identity { try writeFile(archive + "/walferry.identity", Array(identityRecordText().utf8)) }
     }
 
     /// Puts segment `number` (by default a sound one) into the archive, plain or compressed with bzip2.

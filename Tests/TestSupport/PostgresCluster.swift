@@ -126,13 +126,31 @@ public final class PostgresCluster: @unchecked Sendable {
                                             "-U", "postgres", "-c", "fast", "-X", "stream", "--no-sync"],
                                            workingDirectory: folder.path)
         guard backup.status == 0 else { throw TestFailure("pg_basebackup failed: \(backup)") }
-        var conf = ["archive_mode": "off", "archive_command": "''", "unix_socket_directories": "'\(socketDirectory)'"]
-        conf.merge(settings) { _, new in new }
-        try appendSettings(conf)
+        try appendCopySettings(settings)
         if let signal {
             try writeFile(dataDirectory + "/" + signal, [])
             try handToPostgresUser(dataDirectory + "/" + signal, recursive: false)
         }
+    }
+
+    /// A data directory extracted from `tarball` (a backup's base.tar.bz2, by tar -xjf) into a fresh
+    /// 0700 folder owned by the postgres user. Neither configured nor started: pg_verifybackup compares
+    /// postgresql.conf with the backup's manifest, so appendCopySettings comes after any verification.
+    public init(installation: PostgresInstallation, restoring tarball: String, name: String = "restored") throws {
+        self.installation = installation
+        (folder, dataDirectory, socketDirectory, logFile) = try PostgresCluster.makeFolder(name)
+        try folder.makeDirectory("data", mode: 0o700)
+        let extract = try runProcess("/bin/tar", ["-xjf", tarball, "-C", dataDirectory])
+        guard extract.status == 0 else { throw TestFailure("tar -xjf \(tarball) failed: \(extract)") }
+        try handToPostgresUser(folder.path)
+    }
+
+    /// Appends what makes a copy of another cluster a server of its own (its own socket folder, no
+    /// archiving into the original's archive), then `settings`.
+    public func appendCopySettings(_ settings: [String: String] = [:]) throws {
+        var conf = ["archive_mode": "off", "archive_command": "''", "unix_socket_directories": "'\(socketDirectory)'"]
+        conf.merge(settings) { _, new in new }
+        try appendSettings(conf)
     }
 
     /// The cluster's private folder, with its socket folder, handed to the postgres user.
@@ -175,6 +193,13 @@ public final class PostgresCluster: @unchecked Sendable {
                                             workingDirectory: folder.path)
         running = false
         guard outcome.status == 0 else { throw TestFailure("pg_ctl stop failed: \(outcome)") }
+    }
+
+    /// Promotes a standby and waits for the end of recovery (pg_ctl promote -w).
+    public func promote() throws {
+        let outcome = try runAsPostgresUser(installation.tool("pg_ctl"), ["-D", dataDirectory, "-w", "-t", "120", "promote"],
+                                            workingDirectory: folder.path)
+        guard outcome.status == 0 else { throw TestFailure("pg_ctl promote failed: \(outcome)\nserver log:\n\(serverLog())") }
     }
 
     /// Runs SQL through psql (unaligned, tuples only, stop on the first error) and returns its output

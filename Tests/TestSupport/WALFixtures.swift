@@ -1,44 +1,55 @@
-// Synthetic WAL files for CLI tests: a segment whose first page carries a valid long header, in any
-// segment size, so that tests run on 1 MB files instead of waiting for a server to write 16 MB ones.
-// The end-to-end tests use real servers' WAL.
+// Synthetic WAL files for the CLI tests of every tool, and the archive identity record that goes with
+// them: a segment whose first page carries a valid long header (docs/server-rules.md §3), in any
+// segment size, so that tests run on 1 MB files instead of waiting for a server to write 16 MB ones,
+// and every header field can be made wrong on purpose. The end-to-end tests use real servers' WAL.
 
 import Foundation
 
+/// The system identifier of the synthetic segments and of the identity records that go with them.
+public let testSystemIdentifier: UInt64 = 7_712_740_923_202_838_945
+
 /// The bytes of a WAL segment named `name` (24 hex digits): a long page header at offset 0 as
-/// PostgreSQL 15 writes it, then 64 kB of pseudo-random bytes derived from `seed`, then blanks with a
-/// seed-dependent word at the start of every 8 kB page: as compressible as real WAL, and quick to make
-/// even in a debug build.
-public func syntheticSegment(name: String, systemIdentifier: UInt64 = 0x6B09_2901_7C1F_A1A1, segmentSize: Int = 1 << 20,
+/// PostgreSQL 15 writes it, then pseudo-random bytes derived from `seed`, 64 kB of them, then blanks
+/// with a seed-dependent word at the start of every 8 kB page: as compressible as real WAL, and quick
+/// to make even in a debug build. `incompressible` fills the whole segment with pseudo-random bytes
+/// instead (bzip2 then takes its time over it).
+public func syntheticSegment(name: String, systemIdentifier: UInt64 = testSystemIdentifier, segmentSize: Int = 1 << 20,
                              magic: UInt16 = 0xD110, headerTimeline: UInt32? = nil, info: UInt16 = 0x0002,
-                             pageAddress: UInt64? = nil, seed: UInt64 = 1) -> [UInt8] {
+                             pageAddress: UInt64? = nil, seed: UInt64 = 1, incompressible: Bool = false) -> [UInt8] {
     let digits = Array(name.utf8.prefix(24))
     func field(_ index: Int) -> UInt64 { UInt64(String(decoding: digits[(index * 8)..<(index * 8 + 8)], as: UTF8.self), radix: 16) ?? 0 }
     let timeline = UInt32(field(0)), log = field(1), segment = field(2)
     let perLog = (UInt64(1) << 32) / UInt64(segmentSize)
     let address = pageAddress ?? (log * perLog + segment) * UInt64(segmentSize)
+    let randomEnd = incompressible ? segmentSize : min(segmentSize, 64 << 10)
 
     var bytes = [UInt8](repeating: 0x20, count: segmentSize)
-    var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
-    for index in stride(from: 40, to: min(segmentSize, 64 << 10), by: 8) {
-        state ^= state << 13; state ^= state >> 7; state ^= state << 17
-        withUnsafeBytes(of: state.littleEndian) { word in
-            for offset in 0..<min(8, segmentSize - index) { bytes[index + offset] = word[offset] }
+    bytes.withUnsafeMutableBytes { raw in
+        var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
+        for index in stride(from: 40, to: randomEnd - 7, by: 8) {
+            state ^= state << 13; state ^= state >> 7; state ^= state << 17
+            raw.storeBytes(of: state.littleEndian, toByteOffset: index, as: UInt64.self)
         }
+        for page in stride(from: randomEnd, to: segmentSize - 7, by: 8192) {
+            raw.storeBytes(of: (seed &+ UInt64(page)).littleEndian, toByteOffset: page, as: UInt64.self)
+        }
+        func put<T: FixedWidthInteger>(_ value: T, at offset: Int) { raw.storeBytes(of: value.littleEndian, toByteOffset: offset, as: T.self) }
+        put(magic, at: 0)
+        put(info, at: 2)
+        put(headerTimeline ?? timeline, at: 4)
+        put(address, at: 8)
+        put(UInt32(0), at: 16)
+        put(UInt32(0), at: 20)
+        put(systemIdentifier, at: 24)
+        put(UInt32(segmentSize), at: 32)
+        put(UInt32(8192), at: 36)
     }
-    func put<T: FixedWidthInteger>(_ value: T, at offset: Int) {
-        withUnsafeBytes(of: value.littleEndian) { for (index, byte) in $0.enumerated() { bytes[offset + index] = byte } }
-    }
-    for page in stride(from: 64 << 10, to: segmentSize, by: 8192) { put(seed &+ UInt64(page), at: page) }
-    put(magic, at: 0)
-    put(info, at: 2)
-    put(headerTimeline ?? timeline, at: 4)
-    put(address, at: 8)
-    put(UInt32(0), at: 16)
-    put(UInt32(0), at: 20)
-    put(systemIdentifier, at: 24)
-    put(UInt32(segmentSize), at: 32)
-    put(UInt32(8192), at: 36)
     return bytes
+}
+
+/// The archive identity record (`walferry.identity`) as walferry-archive writes it.
+public func identityRecordText(systemIdentifier: UInt64 = testSystemIdentifier, segmentSize: Int = 1 << 20, version: Int = 15) -> String {
+    "walferry archive identity 1\nsystem identifier: \(systemIdentifier)\nwal segment size: \(segmentSize)\npostgresql version: \(version)\n"
 }
 
 /// A data directory stand-in for archive_command's working directory: `pg_wal/` with the given files,

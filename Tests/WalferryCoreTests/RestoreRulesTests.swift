@@ -1,18 +1,69 @@
-// Table tests of walferry-restore's pure rules: the exit status in each mode, recovery.conf's
-// standby_mode, the timeline history syntax the server accepts, and the spool's entry names.
+// Table tests of walferry-restore's pure rules: every exit status in each mode as the server reads it
+// (PostgreSQL's rule, written here as a model), recovery.conf's standby_mode, the timeline history
+// syntax the server accepts, and the spool's entry names.
 
+import Glibc
 import Testing
 @testable import WalferryCore
 
-struct RestoreRulesTests {
-    @Test func failuresAreStatus1OnAStandbyOnly() {
-        for status in [RestoreExitStatus.usage, .failure, .invalid, .identity] {
-            #expect(status.inMode(.standby) == .notAvailable)
-            #expect(status.inMode(.targeted) == status)
-            #expect(status.rawValue >= 126 && status.rawValue != 143)
+/// What the server makes of restore_command's exit status (docs/server-rules.md §4): PostgreSQL's
+/// RestoreArchivedFile() in src/backend/access/transam/xlogarchive.c, with wait_result_is_signal() and
+/// wait_result_is_any_signal() from src/common/wait_error.c, for a command that exits (is not killed).
+enum ServerReading: Equatable {
+    /// Exit 0: the file at %p is taken.
+    case restored
+    /// Read as a shutdown request: the startup process exits.
+    case shutdown
+    /// FATAL: recovery stops.
+    case fatal
+    /// Not in the archive: a standby retries, a targeted recovery ends there and promotes.
+    case notAvailable
+
+    init(exitStatus: Int32) {
+        let status = exitStatus & 0xFF  // all a parent sees of exit(status)
+        if status == 0 {
+            self = .restored
+        } else if status == 128 + SIGTERM {  // wait_result_is_signal(rc, SIGTERM): a shell's report of SIGTERM
+            self = .shutdown
+        } else if status > 125 {  // wait_result_is_any_signal(rc, true): not executable, not found, a signal
+            self = .fatal
+        } else {
+            self = .notAvailable
         }
-        #expect(RestoreExitStatus.success.inMode(.standby) == .success)
-        #expect(RestoreExitStatus.notAvailable.inMode(.targeted) == .notAvailable)
+    }
+}
+
+struct RestoreRulesTests {
+    /// Every case of RestoreExitStatus, found through init(rawValue:) over Int16's range (wider than
+    /// exit statuses, so that a case outside 0...255 is found too) rather than listed here.
+    static let allStatuses = (Int32(Int16.min)...Int32(Int16.max)).compactMap(RestoreExitStatus.init(rawValue:))
+
+    /// The server's reading of each status in each mode is the one the mode needs: a failure is
+    /// retried on a standby and stops a targeted recovery, never ends it early or shuts the server
+    /// down; "not found" is not available in both.
+    @Test(arguments: [RecoveryMode.standby, .targeted])
+    func theServerReadsEachStatusAsTheModeNeeds(_ mode: RecoveryMode) throws {
+        #expect(Self.allStatuses.contains(.success) && Self.allStatuses.contains(.notAvailable) && Self.allStatuses.count > 2,
+                "\(Self.allStatuses)")
+        for status in Self.allStatuses {
+            let exit = status.inMode(mode)
+            #expect((0...255).contains(exit.rawValue), "\(status) exits \(exit.rawValue), which a parent sees as \(exit.rawValue & 0xFF)")
+            let wanted: ServerReading = switch status {
+            case .success: .restored
+            case .notAvailable: .notAvailable
+            default: mode == .standby ? .notAvailable : .fatal
+            }
+            #expect(ServerReading(exitStatus: exit.rawValue) == wanted, "\(status) in \(mode) exits \(exit.rawValue)")
+        }
+    }
+
+    /// The model above against the boundaries docs/server-rules.md §4 gives.
+    @Test(arguments: [
+        (0, ServerReading.restored), (1, .notAvailable), (125, .notAvailable), (126, .fatal), (127, .fatal),
+        (142, .fatal), (143, .shutdown), (144, .fatal), (255, .fatal), (256, .restored),
+    ] as [(Int32, ServerReading)])
+    func theServersReadingOfAnExitStatus(_ status: Int32, _ reading: ServerReading) {
+        #expect(ServerReading(exitStatus: status) == reading)
     }
 
     @Test(arguments: [
