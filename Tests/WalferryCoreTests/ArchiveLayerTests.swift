@@ -11,7 +11,7 @@ import TestSupport
 @testable import WalferryCore
 
 struct ArchiveLayerTests {
-    static let identity = ArchiveIdentity(systemIdentifier: 0x6B09_2901_7C1F_A1A1, segmentSize: WALSegmentSize(bytes: 1 << 20) ?? .default,
+    static let identity = ArchiveIdentity(systemIdentifier: testSystemIdentifier, segmentSize: WALSegmentSize(bytes: 1 << 20) ?? .default,
                                           postgresVersion: 15)
 
     // MARK: - The archive directory
@@ -125,7 +125,7 @@ struct ArchiveLayerTests {
 
         // The server's byte order: little-endian here.
         try writeFile(folder.join("global/pg_control"), [0xA1, 0xA1, 0x1F, 0x7C, 0x01, 0x29, 0x09, 0x6B] + [UInt8](repeating: 0, count: 100))
-        #expect(try data.systemIdentifier() == 0x6B09_2901_7C1F_A1A1)
+        #expect(try data.systemIdentifier() == testSystemIdentifier)
         #expect(data.controlFile.description == folder.path + "/global/pg_control")
         #expect(DataDirectory.working.controlFile.description == "global/pg_control")
     }
