@@ -68,7 +68,7 @@ struct ArchiveCommand: WalferryCommand {
     static func start() -> Never {
         let console = Console(program: programName)
         // Interrupted by the server (shutdown): remove the temporary file and exit 1, never die by a signal.
-        Interruption.install(exitStatus: ArchiveExitStatus.failure.rawValue)
+        Interruption.install(.exit(status: ArchiveExitStatus.failure.rawValue), program: programName)
         if let quick = ArchiveOptions.quick(CommandLine.arguments.dropFirst()), quick.options.problem == nil {
             Glibc.exit(quick.options.archive(source: quick.source, destination: quick.destination, console: console).rawValue)
         }

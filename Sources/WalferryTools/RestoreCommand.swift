@@ -101,7 +101,7 @@ struct RestoreCommand: WalferryCommand {
         let console = Console(program: programName)
         // Interrupted by the server (shutdown): remove the temporary file and die by the same signal,
         // which the startup process reads as a shutdown, never as "not in the archive".
-        Interruption.install(.reraise)
+        Interruption.install(.reraise, program: programName)
         if let quick = RestoreOptions.quick(CommandLine.arguments.dropFirst()), quick.options.problem == nil {
             Glibc.exit(quick.options.restore(source: quick.source, destination: quick.destination, console: console).rawValue)
         }

@@ -514,6 +514,7 @@ import TestSupport
         #expect(ended.signaled && ended.status == signal, "\(ended)")
         #expect(!entryExists(scene.recoveryXLOG))
         if signal == SIGTERM {
+            #expect(ended.stderrLines == ["walferry-restore: error: interrupted by signal 15 (SIGTERM)"])
             #expect(try scene.pgWALContents() == [])
         } else {
             // Nothing can clean up after SIGKILL; the next run removes the leftover and delivers.

@@ -28,15 +28,6 @@ public enum BackupAbortReason: Sendable, Equatable {
     }
 }
 
-func signalName(_ number: Int32) -> String {
-    switch number {
-    case SIGINT: "SIGINT"
-    case SIGTERM: "SIGTERM"
-    case SIGHUP: "SIGHUP"
-    default: "signal \(number)"
-    }
-}
-
 /// A flag any thread may trip once; the first reason wins.
 public final class BackupAbortFlag: @unchecked Sendable {
     // @unchecked: `reason` is read and written only with `lock` held.
@@ -95,31 +86,16 @@ final class Heartbeat: @unchecked Sendable {
 
 /// Takes SIGINT, SIGTERM and SIGHUP away from their default action (death, leaving a partial backup)
 /// and turns them into a tripped flag plus a call to `onSignal` (which cancels the running query).
-final class SignalWatcher: @unchecked Sendable {
-    // @unchecked: as Heartbeat.
-    private let lock = ConditionLock()
-    private var stopping = false
-    private var thread: JoinableThread?
+final class SignalWatcher {
+    private let thread: SignalThread
 
     /// Blocks the three signals in the calling thread (and so in every thread it starts later), then
     /// starts the watching thread. Call before starting any other thread.
     init(flag: BackupAbortFlag, onSignal: @escaping @Sendable () -> Void) throws(BackupFailure) {
-        var signals = sigset_t()
-        sigemptyset(&signals)
-        for signal in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&signals, signal) }
-        pthread_sigmask(SIG_BLOCK, &signals, nil)
-        let watched = signals
         do {
-            thread = try JoinableThread.start { [self] in
-                var set = watched
-                var timeout = timespec(tv_sec: 0, tv_nsec: 200_000_000)
-                while !lock.withLock({ stopping }) {
-                    let number = sigtimedwait(&set, nil, &timeout)
-                    if number > 0 {
-                        flag.trip(.signal(number))
-                        onSignal()
-                    }
-                }
+            thread = try SignalThread(signals: [SIGINT, SIGTERM, SIGHUP]) { number in
+                flag.trip(.signal(number))
+                onSignal()
             }
         } catch {
             throw BackupFailure(.failure, "could not start the signal thread: \(error)")
@@ -128,9 +104,5 @@ final class SignalWatcher: @unchecked Sendable {
         signal(SIGPIPE, SIG_IGN)
     }
 
-    func stop() {
-        lock.withLock { stopping = true }
-        thread?.join()
-        thread = nil
-    }
+    func stop() { thread.stop() }
 }

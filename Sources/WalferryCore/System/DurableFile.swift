@@ -90,9 +90,9 @@ public final class TemporaryFile {
         var attempt = 0
         while true {
             attempt += 1
-            // Created and registered with the signals blocked: an interruption in between would leave
-            // a file that no handler knows about.
-            let (created, error) = Interruption.withSignalsBlocked { () -> (Int32, Errno) in
+            // Created and registered under one hold of the registration: an interruption in between
+            // would leave a file that nobody knows about.
+            let (created, error) = Interruption.whileRegistering { () -> (Int32, Errno) in
                 let fd = openat(directory.fd, name, access | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
                 let error = Errno.current
                 if fd >= 0 { Interruption.register(directoryFD: directory.fd, name: name) }

@@ -53,7 +53,7 @@ public func runPrefetchWorker(source: String, spool spoolPath: String, count: In
     _ = setsid()
     closefrom(3)
     _ = chdir("/")
-    Interruption.install(.exit(status: 1))
+    Interruption.install(.exit(status: 1), program: "walferry-restore")
     alarm(600)
     let softDeadline = monotonicSeconds() + 300
     let console = Console(program: "walferry-restore")
