@@ -23,10 +23,12 @@ let package = Package(
         .systemLibrary(name: "CBZip2", providers: [.apt(["libbz2-dev"])]),  // Debian ships no bzip2.pc
 
         // Core: every decision, every byte on disk, every C call. No ArgumentParser, no Foundation.
-        .target(name: "WalferryCore", dependencies: ["CBZip2", "CWalferryCRC32C"]),
+        .target(name: "WalferryCore", dependencies: ["CBZip2", "CWalferryCRC32C", "CWalferrySystem"]),
 
         // CRC-32C with the processor's crc32 instruction, which Swift cannot select at run time.
         .target(name: "CWalferryCRC32C"),
+        // The system calls glibc declares only for _GNU_SOURCE (renameat2), which Swift cannot see.
+        .target(name: "CWalferrySystem"),
 
         // The core's server connections: the one module that imports libpq. It is a module of its own
         // because linking libpq loads 28 shared libraries (OpenSSL, Kerberos, LDAP, GnuTLS...) at every

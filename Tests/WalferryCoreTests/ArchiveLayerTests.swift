@@ -28,14 +28,14 @@ struct ArchiveLayerTests {
         let archive = try ArchiveDirectory(path: folder.path)
         #expect(throws: ArchiveDirectory.IdentityError.missing) { try archive.readIdentity() }
 
-        #expect(try archive.createIdentity(Self.identity) == true)
+        #expect(try archive.createIdentity(Self.identity) == .link)
         #expect(try archive.readIdentity() == Self.identity)
         #expect(String(decoding: try readFile(folder.join("walferry.identity")), as: UTF8.self) == Self.identity.text)
         #expect(fileMode(folder.join("walferry.identity")) == 0o644)
 
         // A second creation never replaces the first: it says another process was first.
         let other = ArchiveIdentity(systemIdentifier: 42, segmentSize: .default, postgresVersion: 17)
-        #expect(try archive.createIdentity(other) == false)
+        #expect(try archive.createIdentity(other) == nil)
         #expect(try archive.readIdentity() == Self.identity)
         #expect(try listDirectory(folder.path) == ["walferry.identity"])
     }

@@ -142,8 +142,9 @@ public final class ArchiveDirectory {
     }
 
     /// Creates `walferry.identity` for `identity`, durably and without replacing a record that exists.
-    /// Returns false when another process created one first: the caller reads and compares theirs.
-    public func createIdentity(_ identity: ArchiveIdentity) throws(IdentityCreationError) -> Bool {
+    /// Returns how it was published (the way every file of this archive will be), or nil when another
+    /// process created one first: the caller reads and compares theirs.
+    public func createIdentity(_ identity: ArchiveIdentity) throws(IdentityCreationError) -> Publication? {
         let record: TemporaryFile
         do {
             record = try TemporaryFile(in: handle, finalName: ArchiveIdentity.fileName, mode: 0o644)
@@ -160,13 +161,12 @@ public final class ArchiveDirectory {
             throw .write(temporaryName: record.temporaryName, error)
         }
         do {
-            try record.publish()
+            return try record.publish()
         } catch .exists {
-            return false
+            return nil
         } catch {
             throw .publish(error)
         }
-        return true
     }
 }
 

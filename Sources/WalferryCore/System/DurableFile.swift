@@ -6,12 +6,18 @@
 // - the final step is link(2), which fails with EEXIST instead of replacing an existing file and works
 //   on NFS, followed by unlinking the temporary name; so a file is never overwritten, and at no moment
 //   is a partial file visible under the final name;
+// - on a file system that refuses link(2) (EPERM, EOPNOTSUPP or ENOSYS: CIFS/SMB shares, several NAS
+//   exports, some FUSE file systems), the step is renameat2(RENAME_NOREPLACE), which also never
+//   replaces; where that is refused too, a rename under a lock with a check first (basic_archive's
+//   guarantee: no other walferry replaces the file, as every publisher takes the same lock, but a
+//   writer that is not walferry could still be replaced between the check and the rename);
 // - the temporary name is fixed per final name (`.NAME.walferry-tmp`), created with O_EXCL and
 //   O_NOFOLLOW, and held under flock(2) while it is written: a later run that finds it and can lock it
 //   knows its writer is gone and removes it; one that cannot lock it leaves it to its live writer;
 // - the temporary entry is registered with Interruption, so a SIGTERM or SIGINT removes it before the
 //   process exits.
 
+import CWalferrySystem
 import Glibc
 
 /// A directory opened for durable operations on its entries.
@@ -61,6 +67,19 @@ public enum PublishError: Error, Sendable, Equatable {
     /// Another live process holds the temporary file for this final name.
     case busy
     case failed(step: String, Errno)
+    /// The file is published, but the directory could not be fsynced.
+    case directorySync(Errno)
+}
+
+/// How a file was published: the strongest way the file system allows.
+public enum Publication: String, Sendable {
+    /// link(2): atomic, never replaces.
+    case link = "link(2)"
+    /// renameat2(RENAME_NOREPLACE): atomic, never replaces, where link(2) is refused.
+    case renameNoReplace = "renameat2(RENAME_NOREPLACE)"
+    /// A lock, a check, then rename(2): never replaces a file another walferry publishes; a file made
+    /// by anything else between the check and the rename would be replaced.
+    case lockedRename = "a locked check and rename(2)"
 }
 
 /// A file being written under a temporary name in its final directory.
@@ -163,24 +182,63 @@ public final class TemporaryFile {
     }
 
     /// Publishes the (synced) file under its final name without ever replacing an existing file, then
-    /// removes the temporary name and syncs the directory.
-    public func publish() throws(PublishError) {
-        if linkat(directory.fd, temporaryName, directory.fd, finalName, 0) != 0 {
-            let error = Errno.current
-            throw error == .fileExists ? .exists : .failed(step: "link", error)
-        }
+    /// removes the temporary name (when it remains) and syncs the directory. Returns how.
+    @discardableResult
+    public func publish() throws(PublishError) -> Publication {
+        let publication = try placeUnderFinalName()
         published = true
         // From here the final name is complete; the rest only tidies up and makes the new entry durable.
-        if unlinkat(directory.fd, temporaryName, 0) != 0 && errno != ENOENT {
+        if publication == .link && unlinkat(directory.fd, temporaryName, 0) != 0 && errno != ENOENT {
             throw .failed(step: "remove temporary file", .current)
         }
         Interruption.unregister()
         do throws(Errno) {
             try directory.sync()
         } catch {
-            throw .failed(step: "sync directory", error)
+            throw .directorySync(error)
         }
+        return publication
     }
+
+    /// The step that makes the final name appear, the strongest the file system allows.
+    private func placeUnderFinalName() throws(PublishError) -> Publication {
+        if linkat(directory.fd, temporaryName, directory.fd, finalName, 0) == 0 { return .link }
+        var error = Errno.current
+        if error == .fileExists { throw .exists }
+        guard Self.isRefusal(error) else { throw .failed(step: "link", error) }
+
+        if walferry_rename_noreplace(directory.fd, temporaryName, directory.fd, finalName) == 0 { return .renameNoReplace }
+        error = Errno.current
+        if error == .fileExists { throw .exists }
+        guard Self.isRefusal(error) || error.rawValue == EINVAL else { throw .failed(step: "rename", error) }
+
+        // Neither: a lock that every walferry publisher of this directory takes, a check, a rename.
+        let lock: Int32
+        do throws(Errno) {
+            lock = try retryingOnInterrupt {
+                openat(directory.fd, TemporaryFile.publicationLockName, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+            }
+        } catch {
+            throw .failed(step: "open lock file", error)
+        }
+        defer { close(lock) }
+        while flock(lock, LOCK_EX) != 0 {
+            if errno != EINTR { throw .failed(step: "lock", .current) }
+        }
+        var info = stat()
+        if fstatat(directory.fd, finalName, &info, AT_SYMLINK_NOFOLLOW) == 0 { throw .exists }
+        if errno != ENOENT { throw .failed(step: "stat", .current) }
+        guard renameat(directory.fd, temporaryName, directory.fd, finalName) == 0 else { throw .failed(step: "rename", .current) }
+        return .lockedRename
+    }
+
+    /// The errors with which a file system says it does not offer an operation at all.
+    private static func isRefusal(_ error: Errno) -> Bool {
+        [EPERM, EOPNOTSUPP, ENOSYS].contains(error.rawValue)
+    }
+
+    /// The lock file taken by the last resort of publishing (a locked check and rename).
+    public static let publicationLockName = ".walferry-publish.lock"
 
     /// Removes the temporary file (on failure paths).
     public func discard() {

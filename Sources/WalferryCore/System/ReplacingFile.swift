@@ -72,7 +72,7 @@ public final class ReplacingFile {
             do throws(Errno) {
                 try target.sync()
             } catch {
-                throw .failed(step: "sync directory", error)
+                throw .directorySync(error)
             }
         }
     }

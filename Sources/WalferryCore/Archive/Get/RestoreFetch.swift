@@ -234,6 +234,8 @@ struct Restorer {
                 return RestoreFailure(.failure, "could not rename file \"\(tempPath)\" to \"\(target.path)\": \(errno)")
             }
             return RestoreFailure(.failure, "could not \(step) file \"\(tempPath)\": \(errno)")
+        case .directorySync(let errno):
+            return RestoreFailure(.failure, "could not fsync directory \"\(target.directory.path)\": \(errno)")
         }
     }
 

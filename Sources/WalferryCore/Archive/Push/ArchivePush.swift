@@ -201,8 +201,10 @@ struct Archiver {
                                      "archive \"\(archive.path)\" has no identity record \"\(ArchiveIdentity.fileName)\", but this cluster has archived to it before",
                                      hint: "Is the archive file system mounted? To start a new archive there on purpose, remove \"\(absolute)\" from \(KnownArchives.fileName) in the data directory.")
             }
+            let publication: Publication
             do throws(ArchiveDirectory.IdentityCreationError) {
-                guard try archive.createIdentity(segment) else { continue }  // another archiver created it first: compare theirs
+                guard let created = try archive.createIdentity(segment) else { continue }  // another archiver created it first: compare theirs
+                publication = created
             } catch {
                 switch error {
                 case .publish(let failure): throw publishFailure(failure, archive: archive, name: ArchiveIdentity.fileName)
@@ -218,6 +220,10 @@ struct Archiver {
                 }
             }
             console.info("created archive identity record \"\(archive.identityPath)\": \(segment)")
+            if publication != .link {
+                // Said once, with the archive's first file: every later file is published the same way.
+                console.info("the file system of archive \"\(archive.path)\" refuses link(2): files are published with \(publication.rawValue)")
+            }
             return
         }
     }
@@ -247,6 +253,8 @@ struct Archiver {
             let hint = errno.rawValue == EROFS || errno == .permissionDenied
                 ? "The archive directory must be writable by the server's operating-system user." : nil
             return ArchiveFailure(.failure, "could not \(step) \"\(temporaryPath)\": \(errno)", hint: hint)
+        case .directorySync(let errno):
+            return ArchiveFailure(.failure, "could not fsync directory \"\(archive.path)\": \(errno)")
         }
     }
 }
