@@ -199,9 +199,9 @@ import TestSupport
             "hint",
             "walferry-restore: hint: Is the archive file system mounted? SOURCE is the archive directory followed by %f: walferry-restore /mnt/archive/%f %p",
         ] }),
-        Failure(label: "missing identity record", status: 203, segment: 2, setUp: { scene in
+        Failure(label: "missing identity record in a directory without WAL (an unmounted share)", status: 203, segment: 2, setUp: { scene in
             try FileManager.default.removeItem(atPath: scene.archive + "/walferry.identity")
-            try scene.archiveSegment(2)
+            try writeFile(scene.archive + "/README", Array("not WAL\n".utf8))
         }, lines: { scene in [
             "walferry-restore: error: archive \"\(scene.archive)\" has no identity record \"walferry.identity\"",
             "hint",

@@ -88,6 +88,24 @@ public final class ArchiveDirectory {
         return Member(fd: fd, size: UInt64(info.st_size))
     }
 
+    /// True when the directory holds at least one file with a WAL name, in either form: an archive
+    /// something wrote, as opposed to an empty mount point. Reads the directory up to the first one.
+    public func holdsWALFiles() throws(Errno) -> Bool {
+        struct Found: Error {}
+        let listing = try Directory(path: FilePath(path))
+        do throws(DirectoryReadError<Found>) {
+            try listing.forEachEntry { (entry) throws(Found) in
+                if WALFileName(bytes: entry.name) != nil { throw Found() }
+            }
+        } catch {
+            switch error {
+            case .read(let errno): throw errno
+            case .body: return true
+            }
+        }
+        return false
+    }
+
     // MARK: - The identity record
 
     /// Why the identity record could not be read.

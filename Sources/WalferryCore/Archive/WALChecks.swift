@@ -22,17 +22,34 @@ public func segmentIdentity(_ name: WALFileName, firstBytes: some Collection<UIn
     ArchiveIdentity(try checkWALSegment(name: name, firstBytes: firstBytes, fileSize: size))
 }
 
+/// The cluster an archived segment must belong to.
+public enum ArchiveOwner: Sendable, Equatable {
+    /// The archive's identity record (or the server's own facts): system identifier, segment size and
+    /// version must all match.
+    case identity(ArchiveIdentity)
+    /// An archive walferry-archive did not write (no identity record): the system identifier of the
+    /// data directory the file is for, when one is known; nil to check the file against its name only.
+    case systemIdentifier(UInt64?)
+
+    func owns(_ found: ArchiveIdentity) -> Bool {
+        switch self {
+        case .identity(let identity): found == identity
+        case .systemIdentifier(let systemIdentifier): systemIdentifier.map { $0 == found.systemIdentifier } ?? true
+        }
+    }
+}
+
 /// Checks a segment (or `.partial`) file: its first bytes and size against `name`, then the cluster it
-/// belongs to against `expected`.
+/// belongs to against `owner`.
 public func checkArchivedSegment(_ name: WALFileName, firstBytes: some Collection<UInt8>, size: UInt64,
-                                 belongsTo expected: ArchiveIdentity) throws(ArchivedSegmentProblem) {
+                                 belongsTo owner: ArchiveOwner) throws(ArchivedSegmentProblem) {
     let found: ArchiveIdentity
     do throws(WALSegmentProblem) {
         found = try segmentIdentity(name, firstBytes: firstBytes, size: size)
     } catch {
         throw .invalid(error)
     }
-    if found != expected { throw .foreign(found: found) }
+    if !owner.owns(found) { throw .foreign(found: found) }
 }
 
 /// Why `bytes` is not a timeline history file for `timeline` that the server will accept, or nil.

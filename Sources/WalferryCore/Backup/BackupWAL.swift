@@ -164,7 +164,7 @@ extension BaseBackupRun {
         }
         do throws(ArchivedSegmentProblem) {
             try checkArchivedSegment(walName, firstBytes: contents.prefix(WALLongPageHeader.size), size: UInt64(contents.count),
-                                     belongsTo: expected)
+                                     belongsTo: .identity(expected))
         } catch {
             switch error {
             case .invalid(let problem):

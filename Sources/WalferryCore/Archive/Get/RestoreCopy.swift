@@ -24,7 +24,7 @@ struct CopiedContent {
 /// (sendfile), as cp does with copy_file_range: no pass through user memory, which would make the
 /// copy cost twice cp's; the returned checksum is then 0.
 func copyVerified(from member: ArchiveDirectory.Member, path: String, compressed: Bool, to temporary: ReplacingFile, tempPath: String,
-                  wanted: WALFileName, identity: ArchiveIdentity, archivePath: String, jobs: Int,
+                  wanted: WALFileName, owner: ArchiveOwner, archivePath: String, jobs: Int,
                   checksum: Bool = true) throws(RestoreFailure) -> CopiedContent {
     let fd = member.fd, size = member.size
     var crc = CRC32C()
@@ -98,7 +98,7 @@ func copyVerified(from member: ArchiveDirectory.Member, path: String, compressed
         } catch {
             throw RestoreFailure(.failure, "could not read file \"\(tempPath)\": \(error)")
         }
-        try verifySegment(name: wanted, firstBytes: header.prefix(count), size: total, identity: identity, path: path, archivePath: archivePath)
+        try verifySegment(name: wanted, firstBytes: header.prefix(count), size: total, owner: owner, path: path, archivePath: archivePath)
     } else if wanted.kind == .timelineHistory {
         guard total <= maximumTimelineHistorySize else {
             throw RestoreFailure(.invalid, "timeline history file \"\(path)\" is \(total) bytes, too large to be one")
@@ -118,20 +118,28 @@ func copyVerified(from member: ArchiveDirectory.Member, path: String, compressed
     return CopiedContent(size: total, checksum: crc.value)
 }
 
-/// Checks a segment's first page and size against its name, and its cluster against the archive's.
-func verifySegment(name: WALFileName, firstBytes: some Collection<UInt8>, size: UInt64, identity: ArchiveIdentity,
+/// Checks a segment's first page and size against its name, and its cluster against the archive's
+/// (or, in an archive without an identity record, the data directory's).
+func verifySegment(name: WALFileName, firstBytes: some Collection<UInt8>, size: UInt64, owner: ArchiveOwner,
                    path: String, archivePath: String) throws(RestoreFailure) {
     do throws(ArchivedSegmentProblem) {
-        try checkArchivedSegment(name, firstBytes: firstBytes, size: size, belongsTo: identity)
+        try checkArchivedSegment(name, firstBytes: firstBytes, size: size, belongsTo: owner)
     } catch {
         switch error {
         case .invalid(let problem):
             throw RestoreFailure(.invalid, "archive file \"\(path)\" is not a valid WAL segment \"\(name)\": \(problem)",
                                  hint: "The archived copy is damaged or misnamed; restore it from another copy of the archive.")
         case .foreign(let found):
-            throw RestoreFailure(.invalid,
-                                 "archive file \"\(path)\" (\(found)) does not belong in archive \"\(archivePath)\" (\(identity))",
-                                 hint: "Was it copied into the archive by hand, from another cluster?")
+            switch owner {
+            case .identity(let identity):
+                throw RestoreFailure(.invalid,
+                                     "archive file \"\(path)\" (\(found)) does not belong in archive \"\(archivePath)\" (\(identity))",
+                                     hint: "Was it copied into the archive by hand, from another cluster?")
+            case .systemIdentifier(let own):
+                throw RestoreFailure(.invalid,
+                                     "archive file \"\(path)\" (\(found)) does not belong to this data directory (system identifier \(own.map(String.init) ?? "unknown"))",
+                                     hint: "Is restore_command pointing at another cluster's archive?")
+            }
         }
     }
 }

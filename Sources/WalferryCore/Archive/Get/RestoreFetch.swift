@@ -119,7 +119,7 @@ struct Restorer {
                                     : nil)
         }
         let identity = try readArchiveIdentity(archive)
-        try checkDataDirectory(identity, archive: archive)
+        let owner = try checkDataDirectory(identity, archive: archive)
 
         let destination = splitPath(request.destination)
         let destinationDirectory: DirectoryHandle
@@ -133,15 +133,16 @@ struct Restorer {
 
         // Prefetching: only for segments that the startup process asks for (never for pg_rewind, whose
         // %p is the final name, nor for history files).
-        let spool = prefetchSpool(for: names.wanted, target: target)
+        let spool = identity == nil ? nil : prefetchSpool(for: names.wanted, target: target)
         let archiveAbsolute = absolutePath(names.archivePath)
         let preferCompressed = names.candidates.first?.hasSuffix(".bz2") ?? false
-        if let spool, spool.take(names.wanted, identity: identity, archive: archiveAbsolute, target: target, console: console) == .delivered {
+        if let spool, let identity,
+           spool.take(names.wanted, identity: identity, archive: archiveAbsolute, target: target, console: console) == .delivered {
             spool.startWorker(after: names.wanted, request: request, archive: archiveAbsolute, preferCompressed: preferCompressed, console: console)
             return .success
         }
         for candidate in names.candidates {
-            if try fetch(candidate, from: archive, as: names.wanted, identity: identity, to: target) {
+            if try fetch(candidate, from: archive, as: names.wanted, owner: owner, to: target) {
                 spool?.startWorker(after: names.wanted, request: request, archive: archiveAbsolute, preferCompressed: preferCompressed, console: console)
                 return .success
             }
@@ -149,7 +150,7 @@ struct Restorer {
         if request.partial && names.wanted.kind == .segment {
             let partialName = WALFileName(timeline: names.wanted.timeline, log: names.wanted.log, segment: names.wanted.segment, kind: .partial)
             for candidate in ArchiveDirectory.candidates(for: partialName.description, compressedFirst: false) {
-                if try fetch(candidate, from: archive, as: partialName, identity: identity, to: target) {
+                if try fetch(candidate, from: archive, as: partialName, owner: owner, to: target) {
                     console.info("restored \"\(names.wanted)\" from \"\(names.archivePath)/\(candidate)\"")
                     return .success
                 }
@@ -168,12 +169,22 @@ struct Restorer {
 
     // MARK: - Identity
 
-    func readArchiveIdentity(_ archive: ArchiveDirectory) throws(RestoreFailure) -> ArchiveIdentity {
+    /// The archive's identity record; nil for an archive that walferry-archive did not write (no
+    /// record, but WAL files: a `cp` archive taken over, or one copied by other means). A directory
+    /// with neither is refused: that is what an unmounted share looks like.
+    func readArchiveIdentity(_ archive: ArchiveDirectory) throws(RestoreFailure) -> ArchiveIdentity? {
         do throws(ArchiveDirectory.IdentityError) {
             return try archive.readIdentity()
         } catch {
             switch error {
             case .missing:
+                let holdsWAL: Bool
+                do {
+                    holdsWAL = try archive.holdsWALFiles()
+                } catch {
+                    throw RestoreFailure(.failure, "could not read archive directory \"\(archive.path)\": \(error)")
+                }
+                if holdsWAL { return nil }
                 throw RestoreFailure(.identity,
                                      "archive \"\(archive.path)\" has no identity record \"\(ArchiveIdentity.fileName)\"",
                                      hint: "Is the archive file system mounted? walferry-archive writes the record with the first segment it archives.")
@@ -185,25 +196,40 @@ struct Restorer {
         }
     }
 
-    /// When the server calls (%p is its RECOVERYXLOG or RECOVERYHISTORY, and the working directory
-    /// is the data directory), the archive must hold its cluster's WAL: restoring another cluster's
-    /// WAL fails later in confusing ways ("WAL file is from different database system"). pg_rewind's
-    /// working directory is anything, so its calls are not checked here.
-    func checkDataDirectory(_ identity: ArchiveIdentity, archive: ArchiveDirectory) throws(RestoreFailure) {
+    /// The data directory the file is restored for, when there is one: the working directory when the
+    /// server calls (%p is its RECOVERYXLOG or RECOVERYHISTORY), or the one %p lies in when pg_rewind
+    /// calls (`<data directory>/pg_wal/%f`, from any working directory).
+    func knownDataDirectory() -> DataDirectory? {
+        let destination = splitPath(request.destination)
+        if serverDestinationNames.contains(destination.name) {
+            return DataDirectory.working.isDataDirectory ? .working : nil
+        }
+        let walDirectory = splitPath(destination.directory)
+        guard walDirectory.name == "pg_wal" else { return nil }
+        let dataDirectory = DataDirectory(path: FilePath(walDirectory.directory))
+        return dataDirectory.isDataDirectory ? dataDirectory : nil
+    }
+
+    /// The cluster the archive's files must belong to. With an identity record, that record, which
+    /// must in turn name the data directory's system identifier: restoring another cluster's WAL fails
+    /// later in confusing ways ("WAL file is from different database system"). Without one, the data
+    /// directory's system identifier, when a data directory is known.
+    func checkDataDirectory(_ identity: ArchiveIdentity?, archive: ArchiveDirectory) throws(RestoreFailure) -> ArchiveOwner {
         // No readable pg_control (or a zero identifier): nothing to compare with.
-        guard serverDestinationNames.contains(splitPath(request.destination).name),
-              let own = try? DataDirectory.working.systemIdentifier(), own != 0 else { return }
-        guard own == identity.systemIdentifier else {
+        let own = knownDataDirectory().flatMap { try? $0.systemIdentifier() }.flatMap { $0 == 0 ? nil : $0 }
+        guard let identity else { return .systemIdentifier(own) }
+        if let own, own != identity.systemIdentifier {
             throw RestoreFailure(.identity,
                                  "archive \"\(archive.path)\" holds WAL of system identifier \(identity.systemIdentifier), but this data directory's is \(own)",
                                  hint: "Is restore_command pointing at another cluster's archive?")
         }
+        return .identity(identity)
     }
 
     // MARK: - Fetching
 
     /// Fetches `candidate` from the archive into DEST, verified. False when it does not exist.
-    func fetch(_ candidate: String, from archive: ArchiveDirectory, as wanted: WALFileName, identity: ArchiveIdentity,
+    func fetch(_ candidate: String, from archive: ArchiveDirectory, as wanted: WALFileName, owner: ArchiveOwner,
                to target: DeliveryTarget) throws(RestoreFailure) -> Bool {
         guard let member = try openArchiveMember(candidate, in: archive) else { return false }
         let temporary: ReplacingFile
@@ -213,7 +239,7 @@ struct Restorer {
             throw publishFailure(error, target: target)
         }
         _ = try copyVerified(from: member, path: archive.path(of: candidate), compressed: candidate.hasSuffix(".bz2"),
-                             to: temporary, tempPath: target.temporaryPath(temporary), wanted: wanted, identity: identity,
+                             to: temporary, tempPath: target.temporaryPath(temporary), wanted: wanted, owner: owner,
                              archivePath: archive.path, jobs: request.jobs, checksum: false)
         do {
             try temporary.replace(target.name, durable: false)

@@ -132,7 +132,7 @@ public func runPrefetchWorker(source: String, spool spoolPath: String, count: In
                 }
                 let content = try copyVerified(from: member, path: archive.path(of: candidate), compressed: candidate.hasSuffix(".bz2"),
                                                to: temporary, tempPath: "\(spoolPath)/\(temporary.temporaryName)", wanted: segment,
-                                               identity: identity, archivePath: archivePath, jobs: jobs)
+                                               owner: .identity(identity), archivePath: archivePath, jobs: jobs)
                 do {
                     try temporary.replace(PrefetchSpool.entryName(segment, checksum: content.checksum), durable: false)
                 } catch {

@@ -164,7 +164,7 @@ final class PrefetchSpool {
             return "CRC-32C \(hexChecksum(crc.value)) of its contents does not match its name"
         }
         do throws(RestoreFailure) {
-            try verifySegment(name: segment, firstBytes: header, size: total, identity: identity, path: "\(path)/\(claimed)", archivePath: archive)
+            try verifySegment(name: segment, firstBytes: header, size: total, owner: .identity(identity), path: "\(path)/\(claimed)", archivePath: archive)
         } catch {
             return error.message
         }
