@@ -242,6 +242,11 @@ func errnoText(_ code: Int32) -> String { String(cString: strerror(code)) }
                     stderr: ["walferry-cleanup: error: could not remove file \"ARCHIVE/\(WAL.name(2))\": \(errnoText(EIO))"], left: [WAL.name(2)]),
         CleanupCase(label: "ESTALE on unlink", fault: .error("ESTALE", on: "unlink", name: WAL.name(2)),
                     stderr: ["walferry-cleanup: error: could not remove file \"ARCHIVE/\(WAL.name(2))\": \(errnoText(ESTALE))"], left: [WAL.name(2)]),
+        // The share's server is down: the location cannot be read, which is 1 (2 is for a location that
+        // does not exist or is not a directory).
+        CleanupCase(label: "EIO on stat of the archive location", fault: .error("EIO", on: "getattr", name: "archive"),
+                    stderr: ["walferry-cleanup: error: could not access archive location \"ARCHIVE\": \(errnoText(EIO))"],
+                    left: [WAL.name(1), WAL.name(2), WAL.name(3)]),
         CleanupCase(label: "EIO on readdir", fault: .error("EIO", on: "readdir", name: "archive"),
                     stderr: ["walferry-cleanup: error: could not read archive location \"ARCHIVE\": \(errnoText(EIO))"],
                     left: [WAL.name(1), WAL.name(2), WAL.name(3)]),
