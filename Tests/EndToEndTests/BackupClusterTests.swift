@@ -2,7 +2,8 @@
 // load, extracted with tar, checked by pg_verifybackup and restored to the primary's exact data (once
 // as a targeted recovery, once as a standby that catches up through the archive and is promoted); a
 // cluster with a tablespace; a session killed mid-backup, a second run refused, a signal, and
-// retention of backups and WAL; the version-2 manifest of PostgreSQL 17 and 18.
+// retention of backups and WAL; PostgreSQL 14 (pg_start_backup) and 16 with a version-1 manifest, and the
+// version-2 manifest of PostgreSQL 17 and 18.
 //
 // Like PostgreSQL's src/bin/pg_basebackup/t/010_pg_basebackup.pl and pg_verifybackup's tests, on
 // throwaway clusters (TestSupport/PostgresCluster.swift). The archive is filled by walferry-archive
@@ -326,6 +327,53 @@ func startInBackground(_ executable: String, _ arguments: [String], environment 
         for member in walMembers {
             #expect(entryExists(archive + "/" + member.dropFirst("pg_wal/".count)), "\(member)")
         }
+    }
+
+    /// 14 (pg_start_backup/pg_stop_backup, the functions before 15) and 16 (pg_backup_start/stop): a
+    /// version-1 manifest that their pg_verifybackup accepts, and a restore that recovers from the
+    /// archive through walferry-restore with the primary's rows.
+    @Test(arguments: [14, 16])
+    func olderServersGetAVersion1ManifestThatTheirVerifierAccepts(major: Int) throws {
+        let pg = try PostgresInstallation.version(major)
+        let folder = try TemporaryDirectory(prefix: "walferry-backup-\(major)")
+        let archive = try folder.makeDirectory("archive")
+        try handToPostgresUser(archive)
+        let primary = try archivingCluster(pg, archive: archive, name: "primary-\(major)")
+        try primary.start()
+        defer { try? primary.stop() }
+        try primary.sql("CREATE TABLE t AS SELECT generate_series(1, 500) AS x")
+        let tarball = folder.join("backup.tar.bz2")
+        let outcome = try runTool("walferry-backup", ["-d", conninfo(primary), "-D", primary.dataDirectory, "-o", tarball,
+                                                      "-c", "fast", "--wal-archive", archive])
+        #expect(outcome.status == 0, "\(outcome)")
+        #expect(outcome.stdout == "" && outcome.stderr == "", "a successful run is silent: \(outcome)")
+        let members = try tarMembers("/bin/tar", tarball)
+        #expect(members.contains("backup_label") && members.contains("backup_manifest") && !members.contains("pg_wal/summaries/"))
+        try primary.sql("INSERT INTO t SELECT generate_series(501, 600)")
+        let lastSegment = try primary.sql("SELECT pg_walfile_name(pg_current_wal_lsn())")
+        try primary.sql("SELECT pg_switch_wal()")
+        try waitUntil("\(lastSegment) is archived") { entryExists(archive + "/" + lastSegment) }
+
+        let restored = try PostgresCluster(installation: pg, restoring: tarball)
+        let manifest = try String(contentsOfFile: restored.dataDirectory + "/backup_manifest", encoding: .utf8)
+        #expect(manifest.hasPrefix("{ \"PostgreSQL-Backup-Manifest-Version\": 1,\n\"Files\": ["), "\(manifest.prefix(80))")
+        for arguments in [[restored.dataDirectory], ["-w", archive, restored.dataDirectory]] {
+            let verify = try verifyBackup(pg, arguments)
+            #expect(verify.status == 0 && verify.stdout == "backup successfully verified\n", "\(arguments): \(verify)")
+        }
+        try restored.appendCopySettings(["restore_command": "'\(postgresReachableToolDirectory)/walferry-restore --pitr \(archive)/%f %p'"])
+        try writeFile(restored.dataDirectory + "/recovery.signal", [])
+        try handToPostgresUser(restored.dataDirectory + "/recovery.signal", recursive: false)
+        try restored.start()
+        do {
+            try waitUntil("the restored server has replayed the archive and promoted", timeout: 60) {
+                (try? restored.sql("SELECT pg_is_in_recovery()")) == "f"
+            }
+        } catch {
+            Issue.record("\(error)\n\(restored.serverLog())")
+            return
+        }
+        #expect(try restored.sql("SELECT count(*) FROM t") == "600")
     }
 
     /// 17 and 18: pg_backup_start/stop, a version-2 manifest (with the system identifier, which their

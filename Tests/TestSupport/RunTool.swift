@@ -121,6 +121,15 @@ public final class RunningProcess {
         return try outcome(waitStatus ?? 0)
     }
 
+    /// What the process did if it has ended, without waiting; nil while it runs.
+    public func poll() throws -> ProcessOutcome? {
+        if let waitStatus { return try outcome(waitStatus) }
+        var status: Int32 = 0
+        guard waitpid(pid, &status, WNOHANG) == pid else { return nil }
+        waitStatus = status
+        return try outcome(status)
+    }
+
     private func outcome(_ status: Int32) throws -> ProcessOutcome {
         let signal = status & 0x7F  // WIFSIGNALED / WTERMSIG / WEXITSTATUS, which Swift does not import
         let outBytes = try out.contents(), errBytes = try err.contents()
