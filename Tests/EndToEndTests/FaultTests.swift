@@ -60,7 +60,8 @@ final class FaultScene: @unchecked Sendable {
         let listing = try listDirectory(stored)
         #expect(listing == (names + ["walferry.identity"]).sorted(), sourceLocation: sourceLocation)
         #expect(try readFile(stored + "/walferry.identity") == Array(identityRecordText().utf8), sourceLocation: sourceLocation)
-        for name in listing where name != "walferry.identity" {
+        // Every WAL file holds its source's bytes (the publication lock and note are not WAL).
+        for name in listing where !name.hasPrefix(".") && name != "walferry.identity" {
             let plain = name.hasSuffix(".bz2") ? String(name.dropLast(4)) : name
             let expected = try fileDigest(data + "/pg_wal/" + plain)
             #expect(try storedDigest(name) == expected, "\(name) does not hold \(plain)'s bytes", sourceLocation: sourceLocation)
@@ -188,20 +189,24 @@ func errnoText(_ code: Int32) -> String { String(cString: strerror(code)) }
         #expect(outcome.stderrLines.count == 1, "one line naming the publication: \(outcome)")
         #expect(outcome.stderrLines.first?.hasPrefix("walferry-archive: ") == true && outcome.stderrLines.first?.contains("rename") == true,
                 "\(outcome)")
+        #expect(outcome.stderrLines.first == "walferry-archive: the file system of archive \"\(scene.archive)\" refuses link(2): files are published with a locked check and rename(2)")
         let destination = Self.segment + (compressed ? ".bz2" : "")
-        try scene.expectArchive([WAL.name(1), destination])
+        // The lock every publisher takes, and the archive's note of how its files are published.
+        let kept = [".walferry-publication", ".walferry-publish.lock"]
+        try scene.expectArchive([WAL.name(1), destination] + kept)
+        #expect(try readFile(scene.stored + "/.walferry-publication") == Array("published with a locked check and rename(2)\n".utf8))
         #expect(try scene.faults.takeFired().contains { $0.hasPrefix("link EPERM ") })
 
         // The next segment the same way; then an existing file of other contents is never replaced.
         let next = try scene.archiveSegment(4, compressed: compressed)
-        #expect(next.status == 0, "\(next)")
+        #expect(next.status == 0 && next.stderr == "", "said once only: \(next)")
         let fifth = WAL.name(5) + (compressed ? ".bz2" : "")
         try writeFile(scene.stored + "/" + fifth, Array("not this segment".utf8))
         let conflict = try scene.archiveSegment(5, compressed: compressed)
         #expect(conflict.status == 3, "\(conflict)")
         #expect(try readFile(scene.stored + "/" + fifth) == Array("not this segment".utf8))
         try FileManager.default.removeItem(atPath: scene.stored + "/" + fifth)
-        try scene.expectArchive([WAL.name(1), destination, WAL.name(4) + (compressed ? ".bz2" : "")])
+        try scene.expectArchive([WAL.name(1), destination, WAL.name(4) + (compressed ? ".bz2" : "")] + kept)
     }
 
     /// SIGTERM while the read-back hangs (a stalled NFS server): the run ends within a second, exit 1
@@ -232,6 +237,9 @@ func errnoText(_ code: Int32) -> String { String(cString: strerror(code)) }
         let label: String
         let fault: Fault
         let stderr: [String]
+        /// 1 for a failed removal or read; 2 for a location that cannot be reached (man page: as
+        /// pg_archivecleanup, whose every failure to stat the location is 2).
+        var status: Int32 = 1
         /// What is left after the failed run, besides the kept files.
         let left: [String]
         var testDescription: String { label }
@@ -242,11 +250,11 @@ func errnoText(_ code: Int32) -> String { String(cString: strerror(code)) }
                     stderr: ["walferry-cleanup: error: could not remove file \"ARCHIVE/\(WAL.name(2))\": \(errnoText(EIO))"], left: [WAL.name(2)]),
         CleanupCase(label: "ESTALE on unlink", fault: .error("ESTALE", on: "unlink", name: WAL.name(2)),
                     stderr: ["walferry-cleanup: error: could not remove file \"ARCHIVE/\(WAL.name(2))\": \(errnoText(ESTALE))"], left: [WAL.name(2)]),
-        // The share's server is down: the location cannot be read, which is 1 (2 is for a location that
-        // does not exist or is not a directory).
+        // The share's server is down: the location cannot be reached, which is 2, as pg_archivecleanup's
+        // every failed stat of the location (walferry-cleanup(1), EXIT STATUS).
         CleanupCase(label: "EIO on stat of the archive location", fault: .error("EIO", on: "getattr", name: "archive"),
                     stderr: ["walferry-cleanup: error: could not access archive location \"ARCHIVE\": \(errnoText(EIO))"],
-                    left: [WAL.name(1), WAL.name(2), WAL.name(3)]),
+                    status: 2, left: [WAL.name(1), WAL.name(2), WAL.name(3)]),
         CleanupCase(label: "EIO on readdir", fault: .error("EIO", on: "readdir", name: "archive"),
                     stderr: ["walferry-cleanup: error: could not read archive location \"ARCHIVE\": \(errnoText(EIO))"],
                     left: [WAL.name(1), WAL.name(2), WAL.name(3)]),
@@ -262,7 +270,7 @@ func errnoText(_ code: Int32) -> String { String(cString: strerror(code)) }
         try scene.faults.setFaults([test.fault])
         let outcome = try runTool("walferry-cleanup", [scene.archive, WAL.name(4)])
         #expect(!(try scene.faults.takeFired()).isEmpty, "the fault never fired")
-        #expect(outcome.status == 1, "\(outcome)")
+        #expect(outcome.status == test.status, "\(outcome)")
         #expect(outcome.stderrLines == test.stderr.map { $0.replacingOccurrences(of: "ARCHIVE", with: scene.archive) })
         let kept = [WAL.name(4), WAL.name(5), WAL.name(6)]
         try scene.expectArchive(test.left + kept)

@@ -106,6 +106,21 @@ public final class ArchiveDirectory {
         return false
     }
 
+    /// The note an archive keeps of how its files are published, where link(2) is refused.
+    public static let publicationNoteName = ".walferry-publication"
+
+    /// Notes `publication` in the archive, unless a note is there already. True when it was written
+    /// now: the first time this archive's files were published that way. Best effort: a note that
+    /// cannot be written is tried again with the next file.
+    public func notePublication(_ publication: Publication) -> Bool {
+        let fd = openat(handle.fd, ArchiveDirectory.publicationNoteName, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var text = "published with \(publication.rawValue)\n"
+        _ = text.withUTF8 { writeAll(fd, UnsafeRawBufferPointer($0)) }
+        return true
+    }
+
     // MARK: - The identity record
 
     /// Why the identity record could not be read.

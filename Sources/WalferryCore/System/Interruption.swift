@@ -86,20 +86,41 @@ public enum Interruption {
         }
     }
 
-    /// The signal thread's action: remove the registered file (unless whoever holds the registration
-    /// does not let go within half a second: a create stuck on a hung file system; the next run then
-    /// removes the leftover, whose lock is gone), say so, end.
+    /// The signal thread's action: remove the registered file, say so, end. The removal waits at most
+    /// a quarter of a second for the registration (a create stuck on a hung file system holds it) and
+    /// another quarter for the unlink itself (on a stalled server it waits as the stuck read does): a
+    /// file left then is removed by the next run, since its lock goes with this process.
     private static func stop(_ number: Int32) -> Never {
         var deadline = timespec()
         clock_gettime(CLOCK_REALTIME, &deadline)
-        deadline.tv_nsec += 500_000_000
+        deadline.tv_nsec += 250_000_000
         if deadline.tv_nsec >= 1_000_000_000 { deadline.tv_sec += 1; deadline.tv_nsec -= 1_000_000_000 }
         if pthread_mutex_timedlock(mutex, &deadline) == 0 {
-            if directoryFD >= 0 { _ = unlinkat(directoryFD, nameBuffer, 0) }
+            if directoryFD >= 0 { removeRegisteredEntry(waitingAtMost: 250) }
             directoryFD = -1
         }
         if !program.isEmpty { Console(program: program).error("interrupted by signal \(number) (\(signalName(number)))") }
         end(number)
+    }
+
+    /// Unlinks the registered entry on a thread of its own, waiting for it at most `milliseconds`.
+    private static func removeRegisteredEntry(waitingAtMost milliseconds: Int32) {
+        var done: [Int32] = [-1, -1]
+        guard pipe(&done) == 0 else {
+            _ = unlinkat(directoryFD, nameBuffer, 0)
+            return
+        }
+        let (directory, signalDone) = (directoryFD, done[1])
+        guard (try? JoinableThread.start({
+            _ = unlinkat(directory, Interruption.nameBuffer, 0)
+            var byte: UInt8 = 1
+            _ = write(signalDone, &byte, 1)
+        })) != nil else {
+            _ = unlinkat(directoryFD, nameBuffer, 0)
+            return
+        }
+        var waiting = pollfd(fd: done[0], events: Int16(POLLIN), revents: 0)
+        _ = poll(&waiting, 1, milliseconds)
     }
 
     /// Ends the process as installed: by `signal` again, or with the exit status.

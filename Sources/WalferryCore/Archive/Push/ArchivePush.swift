@@ -142,7 +142,7 @@ struct Archiver {
         }
 
         do {
-            try temporary.publish()
+            notePublication(try temporary.publish(), in: archive)
         } catch .exists {
             // Published by someone else between our check and our link: the same rules apply.
             if try compareExisting(destinationName, in: archive, with: source) { return }
@@ -220,10 +220,7 @@ struct Archiver {
                 }
             }
             console.info("created archive identity record \"\(archive.identityPath)\": \(segment)")
-            if publication != .link {
-                // Said once, with the archive's first file: every later file is published the same way.
-                console.info("the file system of archive \"\(archive.path)\" refuses link(2): files are published with \(publication.rawValue)")
-            }
+            notePublication(publication, in: archive)
             return
         }
     }
@@ -239,6 +236,13 @@ struct Archiver {
             case .io(let step, let errno): throw ArchiveFailure(.failure, "could not \(step) file \"\(archive.identityPath)\": \(errno)")
             }
         }
+    }
+
+    /// Says, once per archive, that its file system refuses link(2) and how files are published there
+    /// instead (the archive keeps a note of it, `.walferry-publication`).
+    func notePublication(_ publication: Publication, in archive: ArchiveDirectory) {
+        guard publication != .link, archive.notePublication(publication) else { return }
+        console.info("the file system of archive \"\(archive.path)\" refuses link(2): files are published with \(publication.rawValue)")
     }
 
     func publishFailure(_ error: PublishError, archive: ArchiveDirectory, name: String) -> ArchiveFailure {
