@@ -76,14 +76,15 @@ import TestSupport
     @Test func differentContentsAreRefusedAndLeftAlone() throws {
         let setup = try Setup([Self.segment: Self.wal()])
         #expect(try setup.archive(Self.segment).status == 0)
+        // Past the segment's XLOG_SWITCH record, where the server reads nothing: still sound WAL.
         var changed = Self.wal()
-        changed[12345] ^= 0xFF
+        changed[212_345] ^= 0xFF
         try writeFile(setup.data + "/pg_wal/" + Self.segment, changed)
         for destination in [Self.segment, Self.segment + ".bz2"] {
             let outcome = try setup.archive(Self.segment, as: destination)
             #expect(outcome.status == 3)
             #expect(outcome.stderrLines == [
-                "walferry-archive: error: archive file \"\(setup.archive)/\(Self.segment)\" already exists with different contents (first difference at byte 12345)",
+                "walferry-archive: error: archive file \"\(setup.archive)/\(Self.segment)\" already exists with different contents (first difference at byte 212345)",
                 "walferry-archive: hint: The archived copy was left as it is. Is another cluster archiving to the same place?",
             ])
         }
@@ -163,6 +164,25 @@ import TestSupport
         let outcome = try setup.archive(bad.name)
         #expect(outcome.status == 4)
         #expect(outcome.stderrLines == ["walferry-archive: error: \"pg_wal/\(bad.name)\" is not a valid WAL segment: \(bad.problem)"])
+        #expect(try listDirectory(setup.archive) == [])
+    }
+
+    /// A segment in pg_wal whose first page is sound, damaged later: the server could not replay it
+    /// from the archive, so it is never archived.
+    @Test(arguments: [(offset: 8192, problem: "invalid magic number D111 in WAL segment 000000010000000000000003, LSN 0/302000, offset 8192"),
+                      (offset: 69, problem: "incorrect resource manager data checksum in record at 0/300028")])
+    func aSegmentDamagedPastItsFirstPageIsRefused(_ damage: (offset: Int, problem: String)) throws {
+        var bytes = Self.wal()
+        bytes[damage.offset] ^= 0x01
+        let setup = try Setup([Self.segment: bytes])
+        for destination in [Self.segment, Self.segment + ".bz2"] {
+            let outcome = try setup.archive(Self.segment, as: destination)
+            #expect(outcome.status == 4)
+            #expect(outcome.stderrLines == [
+                "walferry-archive: error: \"pg_wal/\(Self.segment)\" is not a valid WAL segment: \(damage.problem)",
+                "walferry-archive: hint: The file in pg_wal is damaged: the server could not replay it. Check the storage for I/O errors, and do not copy the file into the archive by hand.",
+            ])
+        }
         #expect(try listDirectory(setup.archive) == [])
     }
 

@@ -236,6 +236,25 @@ import TestSupport
             "hint",
             "walferry-restore: hint: The archived copy is damaged or misnamed; restore it from another copy of the archive.",
         ] }),
+        // Sound first page, damaged later: the server would read the damage as the end of the WAL.
+        Failure(label: "flipped byte in a later page header", status: 202, segment: 2, setUp: { scene in
+            var bytes = WAL.segment(2)
+            bytes[8192] ^= 0x01
+            try scene.archiveSegment(2, bytes: bytes)
+        }, lines: { scene in [
+            "walferry-restore: error: archive file \"\(scene.source(WAL.name(2)))\" is not a valid WAL segment \"\(WAL.name(2))\": invalid magic number D111 in WAL segment \(WAL.name(2)), LSN 0/202000, offset 8192",
+            "hint",
+            "walferry-restore: hint: The archived copy is damaged or misnamed; restore it from another copy of the archive.",
+        ] }),
+        Failure(label: "flipped byte in a record's data", status: 202, segment: 2, setUp: { scene in
+            var bytes = WAL.segment(2)
+            bytes[69] ^= 0x01  // the first record is at 40: 24 bytes of header, then its data
+            try scene.archiveSegment(2, bytes: bytes)
+        }, lines: { scene in [
+            "walferry-restore: error: archive file \"\(scene.source(WAL.name(2)))\" is not a valid WAL segment \"\(WAL.name(2))\": incorrect resource manager data checksum in record at 0/200028",
+            "hint",
+            "walferry-restore: hint: The archived copy is damaged or misnamed; restore it from another copy of the archive.",
+        ] }),
         Failure(label: "timeline above the name's", status: 202, segment: 2, setUp: { scene in
             try scene.archiveSegment(2, bytes: WAL.segment(2, headerTimeline: 2))
         }, lines: { scene in [

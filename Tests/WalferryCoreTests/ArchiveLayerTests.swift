@@ -96,13 +96,14 @@ struct ArchiveLayerTests {
     @Test func withoutARecordOnlyTheDataDirectorysSystemIdentifierIsCompared() throws {
         let name = try #require(WALFileName("000000010000000000000003"))
         let segment = syntheticSegment(name: name.description, magic: 0xD116)
-        #expect(throws: Never.self) {
-            try checkArchivedSegment(name, firstBytes: segment.prefix(40), size: UInt64(segment.count), belongsTo: .systemIdentifier(nil))
-            try checkArchivedSegment(name, firstBytes: segment.prefix(40), size: UInt64(segment.count),
-                                     belongsTo: .systemIdentifier(testSystemIdentifier))
-        }
-        #expect(throws: ArchivedSegmentProblem.self) {
-            try checkArchivedSegment(name, firstBytes: segment.prefix(40), size: UInt64(segment.count), belongsTo: .systemIdentifier(42))
+        try segment.withUnsafeBytes { contents in
+            #expect(throws: Never.self) {
+                try checkArchivedSegment(name, contents: contents, size: UInt64(segment.count), belongsTo: .systemIdentifier(nil))
+                try checkArchivedSegment(name, contents: contents, size: UInt64(segment.count), belongsTo: .systemIdentifier(testSystemIdentifier))
+            }
+            #expect(throws: ArchivedSegmentProblem.self) {
+                try checkArchivedSegment(name, contents: contents, size: UInt64(segment.count), belongsTo: .systemIdentifier(42))
+            }
         }
     }
 
@@ -110,26 +111,26 @@ struct ArchiveLayerTests {
         let name = try #require(WALFileName("000000010000000000000003"))
         let sound = syntheticSegment(name: name.description)
         #expect(throws: Never.self) {
-            try checkArchivedSegment(name, firstBytes: sound.prefix(40), size: UInt64(sound.count), belongsTo: .identity(Self.identity))
+            try sound.withUnsafeBytes { try checkArchivedSegment(name, contents: $0, size: UInt64(sound.count), belongsTo: .identity(Self.identity)) }
         }
-        #expect(try segmentIdentity(name, firstBytes: sound.prefix(40), size: UInt64(sound.count)) == Self.identity)
+        #expect(try sound.withUnsafeBytes { try segmentIdentity(name, contents: $0, size: UInt64(sound.count)) } == Self.identity)
 
         let misnamed = syntheticSegment(name: "000000010000000000000004")
         #expect(throws: ArchivedSegmentProblem.invalid(.pageAddressMismatch(found: 0x40_0000, expected: 0x30_0000))) {
-            try checkArchivedSegment(name, firstBytes: misnamed.prefix(40), size: UInt64(misnamed.count), belongsTo: .identity(Self.identity))
+            try misnamed.withUnsafeBytes { try checkArchivedSegment(name, contents: $0, size: UInt64(misnamed.count), belongsTo: .identity(Self.identity)) }
         }
         #expect(throws: ArchivedSegmentProblem.invalid(.sizeMismatch(fileSize: 4096, declared: 1 << 20))) {
-            try checkArchivedSegment(name, firstBytes: sound.prefix(40), size: 4096, belongsTo: .identity(Self.identity))
+            try Array(sound.prefix(4096)).withUnsafeBytes { try checkArchivedSegment(name, contents: $0, size: 4096, belongsTo: .identity(Self.identity)) }
         }
         let foreign = syntheticSegment(name: name.description, systemIdentifier: 42)
         let foreignIdentity = ArchiveIdentity(systemIdentifier: 42, segmentSize: Self.identity.segmentSize, postgresVersion: 15)
         #expect(throws: ArchivedSegmentProblem.foreign(found: foreignIdentity)) {
-            try checkArchivedSegment(name, firstBytes: foreign.prefix(40), size: UInt64(foreign.count), belongsTo: .identity(Self.identity))
+            try foreign.withUnsafeBytes { try checkArchivedSegment(name, contents: $0, size: UInt64(foreign.count), belongsTo: .identity(Self.identity)) }
         }
         let newer = syntheticSegment(name: name.description, magic: 0xD116)
         #expect(throws: ArchivedSegmentProblem.foreign(found: ArchiveIdentity(systemIdentifier: Self.identity.systemIdentifier,
                                                                                segmentSize: Self.identity.segmentSize, postgresVersion: 17))) {
-            try checkArchivedSegment(name, firstBytes: newer.prefix(40), size: UInt64(newer.count), belongsTo: .identity(Self.identity))
+            try newer.withUnsafeBytes { try checkArchivedSegment(name, contents: $0, size: UInt64(newer.count), belongsTo: .identity(Self.identity)) }
         }
     }
 

@@ -1,12 +1,14 @@
 // The checks every tool makes on a WAL file it takes from, or puts into, the archive: a segment's
-// first page and size against its name and against the archive's identity, and a timeline history
-// file's syntax as the server parses it.
+// first page and size against its name, its every page and record as the server will read them, and
+// its cluster against the archive's identity; and a timeline history file's syntax as the server
+// parses it.
 //
-// Like the checks the server makes when it reads the file (XLogReaderValidatePageHeader on the first
-// page, readTimeLineHistory; docs/server-rules.md §3 and §6), made before the file is delivered, so
-// that a damaged, truncated or foreign file is refused by walferry with its name, instead of being
-// read by the server as the end of the WAL. The page-by-page rules live in WAL/WALSegmentHeader.swift;
-// this file adds the archive's identity and the history syntax, and is the one place the tools call.
+// Like the checks the server makes when it reads the file (XLogReaderValidatePageHeader,
+// ValidXLogRecordHeader, ValidXLogRecord, readTimeLineHistory; docs/server-rules.md §3, §6 and §7),
+// made before the file is delivered, so that a damaged, truncated or foreign file is refused by
+// walferry with its name, instead of being read by the server as the end of the WAL. The first page's
+// rules live in WAL/WALSegmentHeader.swift, the records' in WAL/WALRecords.swift; this file adds the
+// archive's identity and the history syntax, and is the one place the tools call.
 
 /// Why an archived segment is refused.
 public enum ArchivedSegmentProblem: Error, Equatable {
@@ -16,10 +18,10 @@ public enum ArchivedSegmentProblem: Error, Equatable {
     case foreign(found: ArchiveIdentity)
 }
 
-/// Checks a segment (or `.partial`) file's first bytes and size against `name`; returns the cluster
-/// it belongs to.
-public func segmentIdentity(_ name: WALFileName, firstBytes: some Collection<UInt8>, size: UInt64) throws(WALSegmentProblem) -> ArchiveIdentity {
-    ArchiveIdentity(try checkWALSegment(name: name, firstBytes: firstBytes, fileSize: size))
+/// How much of a `size`-byte segment file the checks below need in `contents`: all of it, unless it is
+/// too large to be a segment at all (its first page then shows why), so that a huge file is not read.
+public func segmentCheckLength(fileSize size: UInt64) -> Int {
+    size <= 1 << 30 ? Int(size) : WALLongPageHeader.size
 }
 
 /// The cluster an archived segment must belong to.
@@ -39,17 +41,32 @@ public enum ArchiveOwner: Sendable, Equatable {
     }
 }
 
-/// Checks a segment (or `.partial`) file: its first bytes and size against `name`, then the cluster it
-/// belongs to against `owner`.
-public func checkArchivedSegment(_ name: WALFileName, firstBytes: some Collection<UInt8>, size: UInt64,
+/// Checks a `size`-byte segment (or `.partial`) file against `name`: its size, its first page, and every
+/// page and record the server will read; returns the cluster it belongs to. `contents` holds the file's
+/// first segmentCheckLength(fileSize: size) bytes.
+public func segmentIdentity(_ name: WALFileName, contents: UnsafeRawBufferPointer, size: UInt64) throws(WALSegmentProblem) -> ArchiveIdentity {
+    let found = ArchiveIdentity(try checkWALSegment(name: name, firstBytes: contents.prefix(WALLongPageHeader.size), fileSize: size))
+    _ = try checkWALSegment(name: name, contents: contents)
+    return found
+}
+
+/// Checks a segment (or `.partial`) file as segmentIdentity does, and the cluster it belongs to
+/// against `owner`.
+public func checkArchivedSegment(_ name: WALFileName, contents: UnsafeRawBufferPointer, size: UInt64,
                                  belongsTo owner: ArchiveOwner) throws(ArchivedSegmentProblem) {
+    // The first page first: a foreign segment is named as one, whatever its records.
     let found: ArchiveIdentity
     do throws(WALSegmentProblem) {
-        found = try segmentIdentity(name, firstBytes: firstBytes, size: size)
+        found = ArchiveIdentity(try checkWALSegment(name: name, firstBytes: contents.prefix(WALLongPageHeader.size), fileSize: size))
     } catch {
         throw .invalid(error)
     }
     if !owner.owns(found) { throw .foreign(found: found) }
+    do throws(WALSegmentProblem) {
+        _ = try checkWALSegment(name: name, contents: contents)
+    } catch {
+        throw .invalid(error)
+    }
 }
 
 /// Why `bytes` is not a timeline history file for `timeline` that the server will accept, or nil.

@@ -163,13 +163,20 @@ extension BaseBackupRun {
             return
         }
         do throws(ArchivedSegmentProblem) {
-            try checkArchivedSegment(walName, firstBytes: contents.prefix(WALLongPageHeader.size), size: UInt64(contents.count),
-                                     belongsTo: .identity(expected))
+            try contents.withUnsafeBytes { raw in
+                Result { () throws(ArchivedSegmentProblem) in
+                    try checkArchivedSegment(walName, contents: raw, size: UInt64(contents.count), belongsTo: .identity(expected))
+                }
+            }.get()
         } catch {
             switch error {
             case .invalid(let problem):
+                var hint = "Is archive_command copying files whole? A partial copy must never carry the final name."
+                if case .records = problem {
+                    hint = "The archived copy is damaged, and a backup carrying it could not be restored; replace it from another copy of the archive."
+                }
                 throw BackupFailure(.failure, "archive file \"\(path)\" is not a valid WAL segment \"\(name)\": \(problem)",
-                                    hints: ["Is archive_command copying files whole? A partial copy must never carry the final name."])
+                                    hints: [hint])
             case .foreign(let found):
                 throw BackupFailure(.failure, "archive file \"\(path)\" (\(found)) does not belong to the server (\(expected))",
                                     hints: ["Is --wal-archive another cluster's archive?"])

@@ -1,5 +1,5 @@
 // The long page header at the start of every WAL segment, and the checks a tool can make on one
-// segment without its predecessor.
+// segment without its predecessor: this file's on the first page, WALRecords.swift's on the rest.
 //
 // Equivalent to the checks of PostgreSQL's XLogReaderValidatePageHeader on a segment's first page
 // (magic, info bits, system identifier, segment size, block size, page address), except that:
@@ -77,6 +77,8 @@ public enum WALSegmentProblem: Error, Sendable, Equatable, CustomStringConvertib
     case pageAddressMismatch(found: UInt64, expected: UInt64)
     case timelineMismatch(found: UInt32, nameTimeline: UInt32)
     case zeroSystemIdentifier
+    /// A page or record after the first page header (WALRecords.swift).
+    case records(WALRecordProblem)
 
     public var description: String {
         switch self {
@@ -100,6 +102,8 @@ public enum WALSegmentProblem: Error, Sendable, Equatable, CustomStringConvertib
             return "timeline \(found) in the header, but the file name says timeline \(nameTimeline)"
         case .zeroSystemIdentifier:
             return "system identifier 0 in the page header"
+        case .records(let problem):
+            return problem.description
         }
     }
 }
@@ -127,6 +131,20 @@ public func checkWALSegment(name: WALFileName, firstBytes: some Collection<UInt8
     }
     guard header.systemIdentifier != 0 else { throw .zeroSystemIdentifier }
     return WALSegmentFacts(systemIdentifier: header.systemIdentifier, segmentSize: segmentSize, postgresVersion: version)
+}
+
+/// Checks a whole segment (or `.partial`) file: its first page and size against `name`, then every
+/// page and record the server will read (WALRecords.swift); returns what the segment says about its
+/// cluster.
+public func checkWALSegment(name: WALFileName, contents: UnsafeRawBufferPointer) throws(WALSegmentProblem) -> WALSegmentFacts {
+    let facts = try checkWALSegment(name: name, firstBytes: contents.prefix(WALLongPageHeader.size), fileSize: UInt64(contents.count))
+    guard let header = WALLongPageHeader(contents.prefix(WALLongPageHeader.size)) else { throw .tooShort(size: UInt64(contents.count)) }
+    do throws(WALRecordProblem) {
+        try checkWALRecords(contents, name: name, first: header, partial: name.kind == .partial)
+    } catch {
+        throw .records(error)
+    }
+    return facts
 }
 
 /// An LSN as PostgreSQL prints it: `%X/%X`.

@@ -3,8 +3,9 @@
 //
 // Like `cp ARCHIVE/%f TMP` (or `bunzip2 -c ARCHIVE/%f.bz2 > TMP`), except that what was written is
 // read back from the temporary file and checked (WALChecks.swift) before anyone renames it into place:
-// a segment against its name and the archive's identity, a timeline history file's syntax; a `.bz2`
-// file's every stream CRC is checked by the decompressor on the way.
+// a segment against its name, page by page and record by record as the server will read it, and
+// against the archive's identity; a timeline history file's syntax. A `.bz2` file's every stream CRC
+// is checked by the decompressor on the way.
 
 import Glibc
 
@@ -91,14 +92,15 @@ func copyVerified(from member: ArchiveDirectory.Member, path: String, compressed
 
     // Verify what was written, from the temporary file itself.
     if wanted.holdsWAL {
-        var header = [UInt8](repeating: 0, count: WALLongPageHeader.size)
-        let count: Int
+        // Mapped rather than read: the pages are in the cache, just written, and the whole segment is
+        // walked (every page header and record CRC), at the cost of one pass of CRC-32C.
+        let mapping: MappedFile
         do throws(Errno) {
-            count = try header.withUnsafeMutableBytes { buffer in Result { () throws(Errno) in try preadFully(temporary.fd, into: buffer, at: 0) } }.get()
+            mapping = try MappedFile(fd: temporary.fd, size: UInt64(segmentCheckLength(fileSize: total)))
         } catch {
             throw RestoreFailure(.failure, "could not read file \"\(tempPath)\": \(error)")
         }
-        try verifySegment(name: wanted, firstBytes: header.prefix(count), size: total, owner: owner, path: path, archivePath: archivePath)
+        try verifySegment(name: wanted, contents: mapping.bytes, size: total, owner: owner, path: path, archivePath: archivePath)
     } else if wanted.kind == .timelineHistory {
         guard total <= maximumTimelineHistorySize else {
             throw RestoreFailure(.invalid, "timeline history file \"\(path)\" is \(total) bytes, too large to be one")
@@ -118,12 +120,13 @@ func copyVerified(from member: ArchiveDirectory.Member, path: String, compressed
     return CopiedContent(size: total, checksum: crc.value)
 }
 
-/// Checks a segment's first page and size against its name, and its cluster against the archive's
-/// (or, in an archive without an identity record, the data directory's).
-func verifySegment(name: WALFileName, firstBytes: some Collection<UInt8>, size: UInt64, owner: ArchiveOwner,
+/// Checks a `size`-byte segment (`contents`: see segmentCheckLength) against its name (size, first
+/// page, every page and record), and its cluster against the archive's (or, in an archive without an
+/// identity record, the data directory's).
+func verifySegment(name: WALFileName, contents: UnsafeRawBufferPointer, size: UInt64, owner: ArchiveOwner,
                    path: String, archivePath: String) throws(RestoreFailure) {
     do throws(ArchivedSegmentProblem) {
-        try checkArchivedSegment(name, firstBytes: firstBytes, size: size, belongsTo: owner)
+        try checkArchivedSegment(name, contents: contents, size: size, belongsTo: owner)
     } catch {
         switch error {
         case .invalid(let problem):

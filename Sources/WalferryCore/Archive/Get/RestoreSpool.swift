@@ -8,7 +8,7 @@
 //   on another file system the spool is not used (a warning says so) and every request is fetched
 //   from the archive as without `--prefetch`;
 // - an entry is named `SEGMENT.CRC` (the CRC-32C of its contents, 8 hex digits) and is verified again
-//   at delivery: its checksum, its header against its name, and its cluster against the archive's
+//   at delivery: its checksum, its pages and records against its name, and its cluster against the archive's
 //   identity record, read afresh. The spool is bound to one archive (`walferry.spool` holds the
 //   archive's absolute path; a worker for another archive empties the spool first), so a stale or
 //   foreign entry is never delivered: it is discarded with a warning and the file is fetched from
@@ -142,29 +142,21 @@ final class PrefetchSpool {
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return "not a regular file" }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
-        defer { buffer.deallocate() }
-        var crc = CRC32C()
-        var header: [UInt8] = []
-        var total: UInt64 = 0
-        while true {
-            let count: Int
-            do throws(Errno) {
-                count = try readFully(fd, into: buffer)
-            } catch {
-                return "could not read it: \(error)"
-            }
-            let chunk = UnsafeRawBufferPointer(rebasing: buffer[..<count])
-            if header.count < WALLongPageHeader.size { header += chunk.prefix(WALLongPageHeader.size - header.count) }
-            crc.update(chunk)
-            total += UInt64(count)
-            if count < buffer.count { break }
+        let total = UInt64(info.st_size)
+        let mapping: MappedFile
+        do throws(Errno) {
+            mapping = try MappedFile(fd: fd, size: total)
+        } catch {
+            return "could not read it: \(error)"
         }
+        var crc = CRC32C()
+        crc.update(mapping.bytes)
         guard crc.value == checksum else {
             return "CRC-32C \(hexChecksum(crc.value)) of its contents does not match its name"
         }
         do throws(RestoreFailure) {
-            try verifySegment(name: segment, firstBytes: header, size: total, owner: .identity(identity), path: "\(path)/\(claimed)", archivePath: archive)
+            try verifySegment(name: segment, contents: UnsafeRawBufferPointer(rebasing: mapping.bytes[..<segmentCheckLength(fileSize: total)]),
+                              size: total, owner: .identity(identity), path: "\(path)/\(claimed)", archivePath: archive)
         } catch {
             return error.message
         }

@@ -11,8 +11,9 @@
 //   is success after making sure it is durable; different contents are an error naming the offset of
 //   the first difference, and nothing is replaced;
 // - a segment's header is checked against its name, its size and the archive's identity record
-//   (ArchiveIdentity.swift), so that a truncated file, a file of another cluster or an unmounted
-//   archive share is refused instead of archived;
+//   (ArchiveIdentity.swift), and its every page and record as the server will read them, so that a
+//   truncated or damaged file, a file of another cluster or an unmounted archive share is refused
+//   instead of archived;
 // - every failure exits with a status from 1 to 125, which the archiver retries; an interruption
 //   removes the temporary file and exits 1 rather than dying by the signal.
 
@@ -29,7 +30,8 @@ public enum ArchiveExitStatus: Int32, ToolExitStatus, CaseIterable {
     case usage = 2
     /// DEST (or the same file in the other form) exists with different contents; it was left as it is.
     case conflict = 3
-    /// SOURCE is not a sound WAL segment (size, magic, page address or timeline against its name).
+    /// SOURCE is not a sound WAL segment (size, magic, page address or timeline against its name, or a
+    /// page header or record past the first page that the server could not read).
     case invalidWAL = 4
     /// The archive belongs to another cluster, or its identity record is missing where this cluster
     /// wrote one before (an unmounted share).

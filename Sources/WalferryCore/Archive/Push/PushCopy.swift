@@ -12,6 +12,8 @@ extension Archiver {
     /// SOURCE mapped into memory: written from there and compared with the read-back, so that a
     /// segment is copied once instead of twice (read(2) into a buffer, then write(2)).
     func mapSource(_ source: SourceFile) throws(ArchiveFailure) -> MappedFile {
+        // A segment was mapped whole to be checked (SourceFile).
+        if let mapping = source.mapping, UInt64(mapping.bytes.count) == source.size { return mapping }
         do {
             return try MappedFile(fd: source.fd, size: source.size)
         } catch {

@@ -1,9 +1,9 @@
-// The file walferry-archive was given (`%p`): opened once, and for a segment its first page checked
-// against its name before anything is written.
+// The file walferry-archive was given (`%p`): opened once, and for a segment its every page and record
+// checked against its name before anything is written.
 //
 // Like `test -f SOURCE` in the documented `test ! -f DEST && cp SOURCE DEST`, except that a segment
-// must also be sound (WALChecks.swift): a truncated or foreign file under pg_wal is refused with exit
-// 4, never archived.
+// must also be sound (WALChecks.swift): a truncated, damaged or foreign file under pg_wal is refused
+// with exit 4, never archived, since the server could not replay it from the archive.
 
 import Glibc
 
@@ -14,6 +14,8 @@ struct SourceFile {
     let mode: mode_t
     /// For segments and `.partial` files: the cluster the checked header names.
     let identity: ArchiveIdentity?
+    /// For segments and `.partial` files: the file, mapped to be checked, and then copied from there.
+    let mapping: MappedFile?
     let path: String
 
     init(path: String, name: WALFileName, console: Console) throws(ArchiveFailure) {
@@ -42,15 +44,26 @@ struct SourceFile {
         mode = info.st_mode & 0o7777
         guard name.holdsWAL else {
             identity = nil
+            mapping = nil
             return
         }
-        var header = [UInt8](repeating: 0, count: WALLongPageHeader.size)
-        let count = header.withUnsafeMutableBytes { (try? preadFully(opened, into: $0, at: 0)) ?? 0 }
-        do throws(WALSegmentProblem) {
-            identity = try segmentIdentity(name, firstBytes: header.prefix(count), size: size)
+        let mapped: MappedFile
+        do throws(Errno) {
+            mapped = try MappedFile(fd: opened, size: UInt64(segmentCheckLength(fileSize: size)))
         } catch {
             close(opened)
-            throw ArchiveFailure(.invalidWAL, "\"\(path)\" is not a valid WAL segment: \(error)")
+            throw ArchiveFailure(.failure, "could not read file \"\(path)\": \(error)")
+        }
+        mapping = mapped
+        do throws(WALSegmentProblem) {
+            identity = try segmentIdentity(name, contents: mapped.bytes, size: size)
+        } catch {
+            close(opened)
+            var hint: String?
+            if case .records = error {
+                hint = "The file in pg_wal is damaged: the server could not replay it. Check the storage for I/O errors, and do not copy the file into the archive by hand."
+            }
+            throw ArchiveFailure(.invalidWAL, "\"\(path)\" is not a valid WAL segment: \(error)", hint: hint)
         }
     }
 
