@@ -55,7 +55,7 @@ let package = Package(
 
         // Tests
         .target(name: "TestSupport", dependencies: ["WalferryCore"], path: "Tests/TestSupport"),
-        .testTarget(name: "WalferryCoreTests", dependencies: ["WalferryCore", "TestSupport"]),
+        .testTarget(name: "WalferryCoreTests", dependencies: ["WalferryCore", "CWalferryCRC32C", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

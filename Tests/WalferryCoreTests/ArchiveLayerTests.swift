@@ -96,7 +96,7 @@ struct ArchiveLayerTests {
     @Test func withoutARecordOnlyTheDataDirectorysSystemIdentifierIsCompared() throws {
         let name = try #require(WALFileName("000000010000000000000003"))
         let segment = syntheticSegment(name: name.description, magic: 0xD116)
-        try segment.withUnsafeBytes { contents in
+        segment.withUnsafeBytes { contents in
             #expect(throws: Never.self) {
                 try checkArchivedSegment(name, contents: contents, size: UInt64(segment.count), belongsTo: .systemIdentifier(nil))
                 try checkArchivedSegment(name, contents: contents, size: UInt64(segment.count), belongsTo: .systemIdentifier(testSystemIdentifier))

@@ -25,3 +25,25 @@ struct CRC32CTests {
         }
     }
 }
+
+import CWalferryCRC32C
+
+/// The hardware path (three interleaved streams from 768 bytes on) against the byte table, at the
+/// lengths where it changes gear and at random lengths and offsets.
+struct CRC32CInterleavingTests {
+    @Test func everyPathAgreesWithTheTable() {
+        var generator = SystemRandomNumberGenerator()
+        let data = (0..<(3 * 8192 * 3 + 4096)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        var lengths = [0, 1, 7, 8, 767, 768, 769, 3 * 256 + 8, 3 * 8192 - 1, 3 * 8192, 3 * 8192 + 1, 6 * 8192 + 3 * 256 + 17, data.count]
+        for _ in 0..<200 { lengths.append(Int.random(in: 0...data.count, using: &generator)) }
+        data.withUnsafeBytes { bytes in
+            guard let base = bytes.baseAddress else { return }
+            for length in lengths {
+                let offset = Int.random(in: 0...min(7, data.count - length), using: &generator)
+                let fast = walferry_crc32c_update(0xFFFF_FFFF, base + offset, length)
+                let reference = walferry_crc32c_update_portable(0xFFFF_FFFF, base + offset, length)
+                #expect(fast == reference, "length \(length) at offset \(offset)")
+            }
+        }
+    }
+}

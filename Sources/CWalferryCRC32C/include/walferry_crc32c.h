@@ -9,4 +9,7 @@
 /// inversion: start with 0xFFFFFFFF, and invert (~crc) at the end.
 uint32_t walferry_crc32c_update(uint32_t crc, const void *data, size_t length);
 
+/// The same with the byte table only, whatever the processor: the reference the tests compare with.
+uint32_t walferry_crc32c_update_portable(uint32_t crc, const void *data, size_t length);
+
 #endif
