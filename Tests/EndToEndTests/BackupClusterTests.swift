@@ -329,22 +329,32 @@ func startInBackground(_ executable: String, _ arguments: [String], environment 
         }
     }
 
-    /// 14 (pg_start_backup/pg_stop_backup, the functions before 15) and 16 (pg_backup_start/stop): a
-    /// version-1 manifest that their pg_verifybackup accepts, and a restore that recovers from the
-    /// archive through walferry-restore with the primary's rows.
-    @Test(arguments: [14, 16])
-    func olderServersGetAVersion1ManifestThatTheirVerifierAccepts(major: Int) throws {
+    /// A new cluster of version `major` that archives into a folder of the test's, with 500 rows in
+    /// table t, started (the caller stops it), and walferry-backup's run into a single tarball with
+    /// its WAL from that archive. The folder holds the archive and the tarball: keep it.
+    func backUpANewCluster(major: Int) throws
+        -> (PostgresInstallation, folder: TemporaryDirectory, archive: String, primary: PostgresCluster, tarball: String, outcome: ProcessOutcome) {
         let pg = try PostgresInstallation.version(major)
         let folder = try TemporaryDirectory(prefix: "walferry-backup-\(major)")
         let archive = try folder.makeDirectory("archive")
         try handToPostgresUser(archive)
         let primary = try archivingCluster(pg, archive: archive, name: "primary-\(major)")
         try primary.start()
-        defer { try? primary.stop() }
         try primary.sql("CREATE TABLE t AS SELECT generate_series(1, 500) AS x")
         let tarball = folder.join("backup.tar.bz2")
         let outcome = try runTool("walferry-backup", ["-d", conninfo(primary), "-D", primary.dataDirectory, "-o", tarball,
                                                       "-c", "fast", "--wal-archive", archive])
+        return (pg, folder, archive, primary, tarball, outcome)
+    }
+
+    /// 14 (pg_start_backup/pg_stop_backup, the functions before 15) and 16 (pg_backup_start/stop): a
+    /// version-1 manifest that their pg_verifybackup accepts, and a restore that recovers from the
+    /// archive through walferry-restore with the primary's rows.
+    @Test(arguments: [14, 16])
+    func olderServersGetAVersion1ManifestThatTheirVerifierAccepts(major: Int) throws {
+        let (pg, folder, archive, primary, tarball, outcome) = try backUpANewCluster(major: major)
+        defer { withExtendedLifetime(folder) {} }  // it holds the archive and the tarball
+        defer { try? primary.stop() }
         #expect(outcome.status == 0, "\(outcome)")
         #expect(outcome.stdout == "" && outcome.stderr == "", "a successful run is silent: \(outcome)")
         let members = try tarMembers("/bin/tar", tarball)
@@ -380,17 +390,9 @@ func startInBackground(_ executable: String, _ arguments: [String], environment 
     /// pg_verifybackup compares with pg_control), pg_wal/summaries.
     @Test(arguments: [17, 18])
     func newerServersGetAVersion2ManifestThatTheirVerifierAccepts(major: Int) throws {
-        let pg = try PostgresInstallation.version(major)
-        let folder = try TemporaryDirectory(prefix: "walferry-backup-\(major)")
-        let archive = try folder.makeDirectory("archive")
-        try handToPostgresUser(archive)
-        let primary = try archivingCluster(pg, archive: archive, name: "primary-\(major)")
-        try primary.start()
+        let (pg, folder, _, primary, tarball, outcome) = try backUpANewCluster(major: major)
+        defer { withExtendedLifetime(folder) {} }  // it holds the tarball
         defer { try? primary.stop() }
-        try primary.sql("CREATE TABLE t AS SELECT generate_series(1, 500) AS x")
-        let tarball = folder.join("backup.tar.bz2")
-        let outcome = try runTool("walferry-backup", ["-d", conninfo(primary), "-D", primary.dataDirectory, "-o", tarball,
-                                                      "-c", "fast", "--wal-archive", archive])
         #expect(outcome.status == 0, "\(outcome)")
         #expect(try tarMembers("/bin/tar", tarball).contains("pg_wal/summaries/"))
         let restored = try PostgresCluster(installation: pg, restoring: tarball)
