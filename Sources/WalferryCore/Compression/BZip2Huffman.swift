@@ -1,0 +1,233 @@
+// The entropy coding stages of a bzip2 block: move-to-front with zero runs coded as RUNA/RUNB, and
+// the choice of 2 to 6 Huffman tables over groups of 50 symbols.
+//
+// Like libbz2's generateMTFValues and sendMTFValues (the table-choosing half), except that the cost of
+// a group under every table is one 64-bit addition per symbol (six 10-bit lanes, one per table), and
+// that the number of refinement passes is a parameter (libbz2 makes 4; BZip2Encoder says how many we
+// make and why). The bit layout of the tables and selectors is in BZip2Encoder.swift.
+
+/// The symbols of a block after move-to-front: 0 and 1 are RUNA and RUNB, `k + 1` is the byte at
+/// position k ≥ 1 of the move-to-front list, and `alphabetSize - 1` ends the block.
+struct MoveToFrontOutput {
+    var count = 0
+    var alphabetSize = 0
+    /// How often each symbol occurs, for the first table partition.
+    var frequencies = [Int32](repeating: 0, count: 258)
+}
+
+/// Move-to-front and zero-run coding of `count` bytes of the transform's last column, whose distinct
+/// bytes are the `used` ones, into `symbols` (at least count + 1 entries).
+func moveToFront(_ lastColumn: UnsafePointer<UInt8>, count: Int, used: UnsafePointer<Bool>,
+                 symbols: UnsafeMutablePointer<UInt16>) -> MoveToFrontOutput {
+    var output = MoveToFrontOutput()
+    withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 512) { memory in
+        guard let memory = memory.baseAddress else { return }
+        // The list holds the used bytes' ranks among the used bytes, as the decoder numbers them.
+        let rankOf = memory
+        let list = memory + 256
+        var usedCount = 0
+        for byte in 0..<256 {
+            rankOf[byte] = UInt8(truncatingIfNeeded: usedCount)
+            if used[byte] { usedCount += 1 }
+            list[byte] = UInt8(truncatingIfNeeded: byte)
+        }
+        output.alphabetSize = usedCount + 2
+        output.frequencies.withUnsafeMutableBufferPointer { frequencies in
+            guard let frequencies = frequencies.baseAddress else { return }
+            var produced = 0
+            var zeros = 0
+            for index in 0..<count {
+                let rank = rankOf[Int(lastColumn[index])]
+                if list[0] == rank {
+                    zeros += 1
+                    continue
+                }
+                if zeros > 0 {
+                    produced = putZeroRun(zeros, symbols: symbols, at: produced, frequencies: frequencies)
+                    zeros = 0
+                }
+                // Shift the list down by one until the byte is found, then put it in front.
+                var position = 1
+                var carried = list[0]
+                var current = list[1]
+                while current != rank {
+                    list[position] = carried
+                    carried = current
+                    position += 1
+                    current = list[position]
+                }
+                list[position] = carried
+                list[0] = rank
+                symbols[produced] = UInt16(position + 1)
+                frequencies[position + 1] += 1
+                produced += 1
+            }
+            if zeros > 0 { produced = putZeroRun(zeros, symbols: symbols, at: produced, frequencies: frequencies) }
+            symbols[produced] = UInt16(usedCount + 1)
+            frequencies[usedCount + 1] += 1
+            output.count = produced + 1
+        }
+    }
+    return output
+}
+
+/// A run of `zeros` move-to-front zeros as RUNA and RUNB: the length in bijective base 2, least
+/// significant digit first, RUNA the digit 1 and RUNB the digit 2. Returns the next free position.
+@inline(__always)
+private func putZeroRun(_ zeros: Int, symbols: UnsafeMutablePointer<UInt16>, at start: Int,
+                        frequencies: UnsafeMutablePointer<Int32>) -> Int {
+    var left = zeros
+    var position = start
+    while left > 0 {
+        let symbol = (left & 1) == 1 ? 0 : 1
+        symbols[position] = UInt16(symbol)
+        frequencies[symbol] += 1
+        position += 1
+        left = (left - 1 - symbol) >> 1
+    }
+    return position
+}
+
+/// The Huffman tables of a block and which one codes each group of 50 symbols.
+struct HuffmanTables {
+    var tableCount = 0
+    /// One entry per group of 50 symbols (the last group may be shorter).
+    var selectors: [UInt8] = []
+    /// `lengths[table * alphabetSize + symbol]`, each 1 to `maximumCodeLength`.
+    var lengths: [UInt8] = []
+}
+
+/// libbz2 limits its codes to 17 bits; decoders accept up to 20.
+let maximumCodeLength = 17
+
+/// Chooses the tables: a first partition of the alphabet into ranges of about equal frequency, one
+/// table favouring each range, then `passes` rounds of giving each group the table that codes it in
+/// the fewest bits and rebuilding each table from the groups it got.
+func chooseHuffmanTables(_ symbols: UnsafePointer<UInt16>, _ mtf: MoveToFrontOutput, passes: Int) -> HuffmanTables {
+    let alphabetSize = mtf.alphabetSize
+    let count = mtf.count
+    var tables = HuffmanTables()
+    tables.tableCount = count < 200 ? 2 : count < 600 ? 3 : count < 1200 ? 4 : count < 2400 ? 5 : 6
+    let tableCount = tables.tableCount
+    let groupCount = (count + 49) / 50
+    tables.selectors = [UInt8](repeating: 0, count: groupCount)
+    tables.lengths = [UInt8](repeating: 15, count: tableCount * alphabetSize)
+
+    // The first partition: table t costs 0 bits for the symbols of its range, 15 for the others.
+    var remaining = count
+    var low = 0
+    for table in 0..<tableCount {
+        let target = remaining / (tableCount - table)
+        var high = low - 1
+        var sum = 0
+        while sum < target && high < alphabetSize - 1 {
+            high += 1
+            sum += Int(mtf.frequencies[high])
+        }
+        // Keep some symbols for the tables still to come.
+        if high > low && table != 0 && table != tableCount - 1 && (tableCount - table) % 2 == 1 {
+            sum -= Int(mtf.frequencies[high])
+            high -= 1
+        }
+        if high >= low {
+            for symbol in low...high { tables.lengths[table * alphabetSize + symbol] = 0 }
+        }
+        remaining -= sum
+        low = high + 1
+    }
+
+    var frequencies = [Int32](repeating: 0, count: tableCount * alphabetSize)
+    var packed = [UInt64](repeating: 0, count: alphabetSize)
+    for _ in 0..<max(1, passes) {
+        // Each symbol's cost under every table, table t in bits 10t ..< 10t + 10 (a group costs at most
+        // 50 × 20 bits, under 1024).
+        for symbol in 0..<alphabetSize {
+            var lanes: UInt64 = 0
+            for table in 0..<tableCount {
+                lanes |= UInt64(tables.lengths[table * alphabetSize + symbol]) << (10 * UInt64(table))
+            }
+            packed[symbol] = lanes
+        }
+        for index in frequencies.indices { frequencies[index] = 0 }
+        packed.withUnsafeBufferPointer { packed in
+            frequencies.withUnsafeMutableBufferPointer { frequencies in
+                tables.selectors.withUnsafeMutableBufferPointer { selectors in
+                    guard let packed = packed.baseAddress, let frequencies = frequencies.baseAddress else { return }
+                    for group in 0..<groupCount {
+                        let start = group * 50
+                        let end = min(count, start + 50)
+                        var cost: UInt64 = 0
+                        for index in start..<end { cost &+= packed[Int(symbols[index])] }
+                        var best = 0
+                        var bestCost = cost & 0x3FF
+                        for table in 1..<tableCount {
+                            let tableCost = (cost >> (10 * UInt64(table))) & 0x3FF
+                            if tableCost < bestCost {
+                                best = table
+                                bestCost = tableCost
+                            }
+                        }
+                        selectors[group] = UInt8(best)
+                        let row = frequencies + best * alphabetSize
+                        for index in start..<end { row[Int(symbols[index])] += 1 }
+                    }
+                }
+            }
+        }
+        for table in 0..<tableCount {
+            let row = Array(frequencies[(table * alphabetSize)..<((table + 1) * alphabetSize)])
+            let lengths = huffmanCodeLengths(row, maximumLength: maximumCodeLength)
+            for symbol in 0..<alphabetSize { tables.lengths[table * alphabetSize + symbol] = lengths[symbol] }
+        }
+    }
+    return tables
+}
+
+/// Huffman code lengths for `frequencies`, none over `maximumLength`. A symbol that does not occur is
+/// counted as occurring once, so every symbol gets a code and the code is complete (every decoder's
+/// tables fill). When the tree is too deep, the weights are halved (keeping them at least 1) and the
+/// tree is built again, as libbz2 does.
+func huffmanCodeLengths(_ frequencies: [Int32], maximumLength: Int) -> [UInt8] {
+    let count = frequencies.count
+    var weights = frequencies.map { UInt64(max(1, $0)) }
+    var lengths = [UInt8](repeating: 0, count: count)
+    if count == 1 {
+        lengths[0] = 1
+        return lengths
+    }
+    var order = Array(0..<count)
+    var nodeWeights = [UInt64](repeating: 0, count: 2 * count - 1)
+    var parents = [Int](repeating: 0, count: 2 * count - 1)
+    var depths = [Int](repeating: 0, count: 2 * count - 1)
+    while true {
+        order.sort { weights[$0] != weights[$1] ? weights[$0] < weights[$1] : $0 < $1 }
+        // Leaves 0 ..< count in increasing weight; internal nodes count ..< 2 count - 1 are made in
+        // increasing weight too, so the two lightest are always at the front of one queue or the other.
+        for (rank, symbol) in order.enumerated() { nodeWeights[rank] = weights[symbol] }
+        var nextLeaf = 0
+        var nextInternal = count
+        for made in count..<(2 * count - 1) {
+            var children = (0, 0)
+            for child in 0..<2 {
+                let takeLeaf = nextLeaf < count && (nextInternal >= made || nodeWeights[nextLeaf] <= nodeWeights[nextInternal])
+                let node = takeLeaf ? nextLeaf : nextInternal
+                if takeLeaf { nextLeaf += 1 } else { nextInternal += 1 }
+                if child == 0 { children.0 = node } else { children.1 = node }
+            }
+            nodeWeights[made] = nodeWeights[children.0] + nodeWeights[children.1]
+            parents[children.0] = made
+            parents[children.1] = made
+        }
+        depths[2 * count - 2] = 0
+        var deepest = 0
+        for node in stride(from: 2 * count - 3, through: 0, by: -1) {
+            depths[node] = depths[parents[node]] + 1
+            deepest = max(deepest, depths[node])
+        }
+        if deepest <= maximumLength {
+            for (rank, symbol) in order.enumerated() { lengths[symbol] = UInt8(depths[rank]) }
+            return lengths
+        }
+        weights = weights.map { 1 + $0 / 2 }
+    }
+}
