@@ -33,14 +33,16 @@ final class BZip2Encoder {
     private let used: UnsafeMutablePointer<Bool>
     private var writer: BitWriter
 
-    init(level: Int) {
+    /// An encoder for streams of `level` (1 to 9). `blockCapacity`, for the tests only, makes blocks
+    /// smaller than the level's, so that small inputs need several.
+    init(level: Int, blockCapacity: Int? = nil) {
         precondition((1...9).contains(level))
         self.level = level
-        blockCapacity = level * 100_000 - 19
-        block = .allocate(capacity: blockCapacity)
-        rotated = .allocate(capacity: blockCapacity)
-        suffixes = .allocate(capacity: blockCapacity)
-        symbols = .allocate(capacity: blockCapacity + 1)
+        self.blockCapacity = min(level * 100_000 - 19, max(5, blockCapacity ?? .max))
+        block = .allocate(capacity: self.blockCapacity)
+        rotated = .allocate(capacity: self.blockCapacity)
+        suffixes = .allocate(capacity: self.blockCapacity)
+        symbols = .allocate(capacity: self.blockCapacity + 1)
         used = .allocate(capacity: 256)
         writer = BitWriter(capacity: 64 << 10)
     }
