@@ -27,7 +27,7 @@ final class BZip2Encoder {
     /// The most bytes a block holds after RLE1.
     let blockCapacity: Int
     private let block: UnsafeMutablePointer<UInt8>
-    private let rotated: UnsafeMutablePointer<UInt8>
+    private let doubled: UnsafeMutablePointer<UInt8>
     private let suffixes: UnsafeMutablePointer<Int32>
     private let symbols: UnsafeMutablePointer<UInt16>
     private let used: UnsafeMutablePointer<Bool>
@@ -40,7 +40,7 @@ final class BZip2Encoder {
         self.level = level
         self.blockCapacity = min(level * 100_000 - 19, max(5, blockCapacity ?? .max))
         block = .allocate(capacity: self.blockCapacity)
-        rotated = .allocate(capacity: self.blockCapacity)
+        doubled = .allocate(capacity: doubledBlockSize(self.blockCapacity))
         suffixes = .allocate(capacity: self.blockCapacity)
         symbols = .allocate(capacity: self.blockCapacity + 1)
         used = .allocate(capacity: 256)
@@ -49,7 +49,7 @@ final class BZip2Encoder {
 
     deinit {
         block.deallocate()
-        rotated.deallocate()
+        doubled.deallocate()
         suffixes.deallocate()
         symbols.deallocate()
         used.deallocate()
@@ -86,33 +86,29 @@ final class BZip2Encoder {
     /// RLE1 of the input into `block`, as far as it fits; returns the input bytes consumed and the block
     /// bytes produced. A run of 4 to 255 equal bytes becomes 4 of them and a count byte (run − 4); a
     /// longer run is cut in 255-byte runs. Runs never cross blocks: the decoder starts afresh at each.
+    /// The stretches between runs of 4 or more are copied as they are.
     private func runLengthEncode(_ input: UnsafePointer<UInt8>, count: Int) -> (consumed: Int, produced: Int) {
-        used.update(repeating: false, count: 256)
         var index = 0
         var produced = 0
         while index < count {
+            let run = nextRunOfFour(input, from: index, count: count)
+            let take = min(run - index, blockCapacity - produced)
+            (block + produced).update(from: input + index, count: take)
+            produced += take
+            index += take
+            if index < run || index == count { break }
+            // A run of at least 4 at `index`.
             let byte = input[index]
-            var end = index + 1
+            var end = index + 4
             let limit = min(count, index + 255)
             while end < limit && input[end] == byte { end += 1 }
-            let run = end - index
-            if run < 4 {
-                if produced + run > blockCapacity { break }
-                block[produced] = byte
-                if run > 1 { block[produced + 1] = byte }
-                if run > 2 { block[produced + 2] = byte }
-                produced += run
-            } else {
-                if produced + 5 > blockCapacity { break }
-                block[produced] = byte
-                block[produced + 1] = byte
-                block[produced + 2] = byte
-                block[produced + 3] = byte
-                block[produced + 4] = UInt8(run - 4)
-                used[Int(run - 4)] = true
-                produced += 5
-            }
-            used[Int(byte)] = true
+            if produced + 5 > blockCapacity { break }
+            block[produced] = byte
+            block[produced + 1] = byte
+            block[produced + 2] = byte
+            block[produced + 3] = byte
+            block[produced + 4] = UInt8(end - index - 4)
+            produced += 5
             index = end
         }
         return (index, produced)
@@ -124,7 +120,9 @@ final class BZip2Encoder {
         // access at every bit written.
         var writer = self.writer
         defer { self.writer = writer }
-        let origPtr = burrowsWheelerTransform(block, count: count, rotated: rotated, suffixes: suffixes, lastColumn: block)
+        used.update(repeating: false, count: 256)
+        let origPtr = burrowsWheelerTransform(block, count: count, doubled: doubled, suffixes: suffixes, lastColumn: block,
+                                              used: used)
         let mtf = moveToFront(block, count: count, used: used, symbols: symbols)
         let tables = chooseHuffmanTables(symbols, mtf, passes: huffmanPasses)
         let alphabetSize = mtf.alphabetSize
@@ -204,6 +202,30 @@ final class BZip2Encoder {
             }
         }
     }
+}
+
+/// The first position at or after `start` where 4 equal bytes begin, or `count` if there is none.
+/// Five positions a step: in a 64-bit word, byte k of `word ^ (word >> 8)` is zero where bytes k and
+/// k + 1 are equal, and three such zeros in a row from byte k ≤ 4 make a run of four at k.
+@inline(__always)
+private func nextRunOfFour(_ input: UnsafePointer<UInt8>, from start: Int, count: Int) -> Int {
+    let raw = UnsafeRawPointer(input)
+    let low7: UInt64 = 0x7F7F_7F7F_7F7F_7F7F
+    var position = start
+    while position + 8 <= count {
+        let word = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: position, as: UInt64.self))
+        let difference = word ^ (word >> 8)
+        let equal = ~(((difference & low7) &+ low7) | difference | low7)
+        let runs = equal & (equal >> 8) & (equal >> 16) & 0x0000_0080_8080_8080
+        if runs != 0 { return position + runs.trailingZeroBitCount / 8 }
+        position += 5
+    }
+    while position + 4 <= count {
+        let byte = input[position]
+        if input[position + 1] == byte && input[position + 2] == byte && input[position + 3] == byte { return position }
+        position += 1
+    }
+    return count
 }
 
 /// Bits, most significant first, into a growing byte buffer.

@@ -20,25 +20,32 @@ struct MoveToFrontOutput {
 func moveToFront(_ lastColumn: UnsafePointer<UInt8>, count: Int, used: UnsafePointer<Bool>,
                  symbols: UnsafeMutablePointer<UInt16>) -> MoveToFrontOutput {
     var output = MoveToFrontOutput()
-    withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 512) { memory in
+    withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 264) { memory in
         guard let memory = memory.baseAddress else { return }
-        // The list holds the used bytes' ranks among the used bytes, as the decoder numbers them.
-        let rankOf = memory
-        let list = memory + 256
+        // The list starts with the used bytes in increasing order, as the decoder numbers them, then
+        // the others, which never move, so that a byte's place in it is its place among the used
+        // bytes; then 8 bytes of padding, so that it can be read a 64-bit word at a time.
+        let list = memory
         var usedCount = 0
-        for byte in 0..<256 {
-            rankOf[byte] = UInt8(truncatingIfNeeded: usedCount)
-            if used[byte] { usedCount += 1 }
-            list[byte] = UInt8(truncatingIfNeeded: byte)
+        for byte in 0..<256 where used[byte] {
+            list[usedCount] = UInt8(truncatingIfNeeded: byte)
+            usedCount += 1
         }
+        var unused = usedCount
+        for byte in 0..<256 where !used[byte] {
+            list[unused] = UInt8(truncatingIfNeeded: byte)
+            unused += 1
+        }
+        (list + 256).update(repeating: 0, count: 8)
+        let words = UnsafeMutableRawPointer(list)
         output.alphabetSize = usedCount + 2
         output.frequencies.withUnsafeMutableBufferPointer { frequencies in
             guard let frequencies = frequencies.baseAddress else { return }
             var produced = 0
             var zeros = 0
             for index in 0..<count {
-                let rank = rankOf[Int(lastColumn[index])]
-                if list[0] == rank {
+                let byte = lastColumn[index]
+                if list[0] == byte {
                     zeros += 1
                     continue
                 }
@@ -46,18 +53,14 @@ func moveToFront(_ lastColumn: UnsafePointer<UInt8>, count: Int, used: UnsafePoi
                     produced = putZeroRun(zeros, symbols: symbols, at: produced, frequencies: frequencies)
                     zeros = 0
                 }
-                // Shift the list down by one until the byte is found, then put it in front.
-                var position = 1
-                var carried = list[0]
-                var current = list[1]
-                while current != rank {
-                    list[position] = carried
-                    carried = current
-                    position += 1
-                    current = list[position]
+                let position: Int
+                if list[1] == byte {
+                    list[1] = list[0]
+                    list[0] = byte
+                    position = 1
+                } else {
+                    position = moveToFront(byte, in: words)
                 }
-                list[position] = carried
-                list[0] = rank
                 symbols[produced] = UInt16(position + 1)
                 frequencies[position + 1] += 1
                 produced += 1
@@ -69,6 +72,38 @@ func moveToFront(_ lastColumn: UnsafePointer<UInt8>, count: Int, used: UnsafePoi
         }
     }
     return output
+}
+
+/// Finds `byte` in the list at `words` (at least 8 bytes past it readable), moves it to the front, the
+/// bytes before it one place back, and returns where it was. Eight bytes a step: a word holding the
+/// byte is found with the exact zero-byte test on the word XOR the byte repeated, and each word is
+/// shifted up by one byte with the top byte of the word before carried into it.
+@inline(__always)
+private func moveToFront(_ byte: UInt8, in words: UnsafeMutableRawPointer) -> Int {
+    let ones: UInt64 = 0x0101_0101_0101_0101
+    let low7: UInt64 = 0x7F7F_7F7F_7F7F_7F7F
+    let pattern = UInt64(byte) &* ones
+    var carry = UInt64(byte)  // what goes into byte 0 of the next word
+    var offset = 0
+    while true {
+        let word = UInt64(littleEndian: words.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+        let difference = word ^ pattern
+        // The high bit of each byte of `found` is set where `difference` has a zero byte.
+        let found = ~(((difference & low7) &+ low7) | difference | low7)
+        let shifted = (word << 8) | carry
+        if found == 0 {
+            words.storeBytes(of: shifted.littleEndian, toByteOffset: offset, as: UInt64.self)
+            carry = word >> 56
+            offset += 8
+            continue
+        }
+        let place = found.trailingZeroBitCount / 8
+        // Bytes 0 ... place take the shifted value; the ones above keep theirs.
+        let mask = place == 7 ? UInt64.max : (UInt64(1) << (8 * UInt64(place + 1))) - 1
+        let merged = (shifted & mask) | (word & ~mask)
+        words.storeBytes(of: merged.littleEndian, toByteOffset: offset, as: UInt64.self)
+        return offset + place
+    }
 }
 
 /// A run of `zeros` move-to-front zeros as RUNA and RUNB: the length in bijective base 2, least
