@@ -89,8 +89,7 @@ func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
             let rotations = (0..<string.count).map { Self.rotation(string, $0) }
             let least = rotations.min { $0.lexicographicallyPrecedes($1) } ?? []
             let expected = rotations.firstIndex(of: least) ?? -1
-            let doubled = string + string + [UInt8](repeating: 0, count: 8)
-            #expect(doubled.withUnsafeBufferPointer { leastRotation($0.baseAddress!, count: string.count) } == expected, "\(string)")
+            #expect(string.withUnsafeBufferPointer { leastRotation($0.baseAddress!, count: $0.count) } == expected, "\(string)")
         }
     }
 
@@ -101,11 +100,11 @@ func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
             let count = string.count
             let sorted = (0..<count).map { Self.rotation(string, $0) }.sorted { $0.lexicographicallyPrecedes($1) }
             var lastColumn = [UInt8](repeating: 0, count: count)
-            var doubled = [UInt8](repeating: 0, count: doubledBlockSize(count))
+            var rotated = [UInt8](repeating: 0, count: count + 1)
             var suffixes = [Int32](repeating: 0, count: count)
             var used = [Bool](repeating: false, count: 256)
             let origPtr = string.withUnsafeBufferPointer { block in
-                burrowsWheelerTransform(block.baseAddress!, count: count, doubled: &doubled, suffixes: &suffixes, lastColumn: &lastColumn,
+                burrowsWheelerTransform(block.baseAddress!, count: count, rotated: &rotated, suffixes: &suffixes, lastColumn: &lastColumn,
                                         used: &used)
             }
             #expect(lastColumn == sorted.map { $0[count - 1] }, "\(string.prefix(50))")

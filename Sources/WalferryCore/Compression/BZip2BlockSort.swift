@@ -17,13 +17,10 @@
 
 import CDivSufSort
 
-/// Bytes of working memory `burrowsWheelerTransform` needs in `doubled` for a block of `count` bytes.
-func doubledBlockSize(_ count: Int) -> Int { 2 * count + 9 }
-
 /// Computes the Burrows-Wheeler transform of `count` bytes at `block` into `lastColumn` (which may be
-/// `block` itself), sets `used[b]` for every byte b it holds, and returns origPtr. `doubled`
-/// (`doubledBlockSize(count)` bytes) and `suffixes` (`count` entries) are working memory.
-func burrowsWheelerTransform(_ block: UnsafePointer<UInt8>, count: Int, doubled: UnsafeMutablePointer<UInt8>,
+/// `block` itself), sets `used[b]` for every byte b it holds, and returns origPtr. `rotated` (count + 1
+/// bytes) and `suffixes` (count entries) are working memory.
+func burrowsWheelerTransform(_ block: UnsafePointer<UInt8>, count: Int, rotated: UnsafeMutablePointer<UInt8>,
                              suffixes: UnsafeMutablePointer<Int32>, lastColumn: UnsafeMutablePointer<UInt8>,
                              used: UnsafeMutablePointer<Bool>) -> Int {
     precondition(count > 0 && count < Int(Int32.max), "a bzip2 block holds 1 to 900000 bytes")
@@ -32,23 +29,22 @@ func burrowsWheelerTransform(_ block: UnsafePointer<UInt8>, count: Int, doubled:
         used[Int(block[0])] = true
         return 0
     }
-    // doubled = the last byte, the block twice, 8 bytes of padding: every rotation is a slice of it,
-    // the rotation starting at s is at doubled + 1 + s, and the byte before any rotation is its last.
-    doubled[0] = block[count - 1]
-    (doubled + 1).update(from: block, count: count)
-    (doubled + 1 + count).update(from: block, count: count)
-    (doubled + 1 + 2 * count).update(repeating: 0, count: 8)
-    let start = leastRotation(doubled + 1, count: count)
-    let rotated = doubled + 1 + start
+    // rotated = the block's least rotation, after its own last byte, so that the byte before every
+    // rotation of it, the first one included, is at index − 1.
+    let start = leastRotation(block, count: count)
+    let text = rotated + 1
+    text.update(from: block + start, count: count - start)
+    (text + (count - start)).update(from: block, count: start)
+    rotated[0] = text[count - 1]
     // libdivsufsort fails only on a negative length or null pointers, which cannot happen here.
-    _ = divsufsort(rotated, suffixes, Int32(count))
+    _ = divsufsort(text, suffixes, Int32(count))
 
-    // Rotation 0 of the block is rotation (count - start) % count of `rotated`.
-    let original = Int32(start == 0 ? 0 : count - start)
+    // Rotation 0 of the block is rotation (count - start) % count of `text`.
+    let original = start == 0 ? 0 : count - start
     var origPtr = 0
     for rank in 0..<count {
         let suffix = Int(suffixes[rank])
-        let byte = rotated[suffix - 1]
+        let byte = text[suffix - 1]
         lastColumn[rank] = byte
         used[Int(byte)] = true
         if suffix == original { origPtr = rank }
@@ -56,13 +52,21 @@ func burrowsWheelerTransform(_ block: UnsafePointer<UInt8>, count: Int, doubled:
     return origPtr
 }
 
-/// The start of the lexicographically least rotation of the `count` bytes at `doubled`, which holds
-/// them twice and 8 more readable bytes (the first one when several rotations are equal). Two
-/// candidates advance past each other's mismatches, so that every byte is compared a bounded number
-/// of times (at most 3 × count in all); equal stretches are compared 8 bytes at a time, and starts
-/// that lose on their first byte are skipped a byte at a time.
-func leastRotation(_ doubled: UnsafePointer<UInt8>, count: Int) -> Int {
-    let raw = UnsafeRawPointer(doubled)
+/// The start of the lexicographically least rotation of the `count` bytes at `bytes` (the first one
+/// when several rotations are equal). Two candidates advance past each other's mismatches, so that
+/// every byte is compared a bounded number of times (at most 3 × count in all); equal stretches are
+/// compared 8 bytes at a time, and starts that lose on their first byte are skipped a byte at a time.
+func leastRotation(_ bytes: UnsafePointer<UInt8>, count: Int) -> Int {
+    let raw = UnsafeRawPointer(bytes)
+    /// The 8 bytes of the rotations' cycle from `position` (below 2 × count) on, the first in the
+    /// lowest bits.
+    func word(_ position: Int) -> UInt64 {
+        let from = position >= count ? position - count : position
+        if from + 8 <= count { return UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: from, as: UInt64.self)) }
+        var word: UInt64 = 0
+        for index in 0..<8 { word |= UInt64(bytes[(from + index) % count]) << (8 * UInt64(index)) }
+        return word
+    }
     var first = 0
     var second = 1
     var matched = 0
@@ -70,13 +74,14 @@ func leastRotation(_ doubled: UnsafePointer<UInt8>, count: Int) -> Int {
         if matched == 0 {
             // A rotation whose first byte is bigger than the other candidate's is not the least: skip
             // such starts in a tight loop (most of a block, after the smallest byte took a candidate).
-            while second < count && doubled[second] > doubled[first] { second += 1 }
-            while first < count && doubled[first] > doubled[second] { first += 1 }
+            while second < count && bytes[second] > bytes[first] { second += 1 }
+            if second >= count { break }
+            while first < count && bytes[first] > bytes[second] { first += 1 }
             if first == second { second += 1 }
             if first >= count || second >= count { break }
         }
-        let a = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: first + matched, as: UInt64.self))
-        let b = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: second + matched, as: UInt64.self))
+        let a = word(first + matched)
+        let b = word(second + matched)
         if a == b {
             matched += 8
             continue
@@ -86,7 +91,11 @@ func leastRotation(_ doubled: UnsafePointer<UInt8>, count: Int) -> Int {
         if matched >= count { break }  // the two rotations are equal: a periodic block
         // The candidate with the bigger byte cannot start a least rotation, nor can any start inside
         // the stretch that matched, for the same reason.
-        if doubled[first + matched] > doubled[second + matched] {
+        var x = first + matched
+        if x >= count { x -= count }
+        var y = second + matched
+        if y >= count { y -= count }
+        if bytes[x] > bytes[y] {
             first += matched + 1
         } else {
             second += matched + 1

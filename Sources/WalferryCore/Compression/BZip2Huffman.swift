@@ -43,12 +43,17 @@ func moveToFront(_ lastColumn: UnsafePointer<UInt8>, count: Int, used: UnsafePoi
             guard let frequencies = frequencies.baseAddress else { return }
             var produced = 0
             var zeros = 0
-            for index in 0..<count {
+            var index = 0
+            while index < count {
                 let byte = lastColumn[index]
                 if list[0] == byte {
-                    zeros += 1
+                    // A run of the front byte: all move-to-front zeros.
+                    let end = runEnd(lastColumn, byte: byte, from: index + 1, limit: count)
+                    zeros += end - index
+                    index = end
                     continue
                 }
+                index += 1
                 if zeros > 0 {
                     produced = putZeroRun(zeros, symbols: symbols, at: produced, frequencies: frequencies)
                     zeros = 0
