@@ -14,8 +14,8 @@
 // 100000. RLE1 can lengthen data (a run of exactly 4 bytes takes 5), so a piece of that many input
 // bytes may need a second block in its stream; it never needs a third (5/4 × the piece < 2 blocks).
 //
-// Developed from the format as described in "bzip2 format specification" by Joe Tsai and in the
-// libbz2 manual: https://sourceware.org/bzip2/manual/manual.html
+// Written from the format as bzip2 1.0 decoders read it; BZip2EncoderTests checks every stage against
+// naive versions and the output against libbz2, bzip2, lbzip2 and pbzip2.
 
 /// Refinement passes of the Huffman tables. libbz2 makes 4. Measured on the 39 segments and the tar of
 /// bench/bzip2.sh's pgbench cluster (2 segments and 100 MB of the tar one by one, all segments in sum),
