@@ -6,16 +6,17 @@
 // belongs to one BZip2Encoder per worker thread, reused from stream to stream. The stages, in the
 // format's order: the first run-length stage (RLE1: runs of 4 to 255 equal bytes become 4 bytes and a
 // count), the block CRC, the Burrows-Wheeler transform, move-to-front with RUNA/RUNB zero runs, 2 to 6
-// Huffman tables over 50-symbol groups (BZip2Huffman.swift), and the bit stream written here: block
-// header, used-byte map, MTF-coded selectors, delta-coded code lengths, the symbols, and the stream
-// trailer with the combined CRC.
+// Huffman tables over 50-symbol groups (BZip2Huffman.swift), and the bit stream written here
+// (through BZip2BitWriter.swift): block header, used-byte map, MTF-coded selectors, delta-coded code
+// lengths, the symbols, and the stream trailer with the combined CRC.
 //
 // A block holds at most level × 100000 − 19 bytes after RLE1, as libbz2's: decoders allow level ×
 // 100000. RLE1 can lengthen data (a run of exactly 4 bytes takes 5), so a piece of that many input
 // bytes may need a second block in its stream; it never needs a third (5/4 × the piece < 2 blocks).
 //
-// Written from the format as bzip2 1.0 decoders read it; BZip2EncoderTests checks every stage against
-// naive versions and the output against libbz2, bzip2, lbzip2 and pbzip2.
+// Written from the format as bzip2 1.0 decoders read it. BZip2EncoderTests checks the CRC, the least
+// rotation and the transform against naive versions, and the output against libbz2, bzip2, lbzip2 and
+// pbzip2; BZip2EncoderFuzzTests feeds libbz2 generated inputs.
 
 /// Refinement passes of the Huffman tables. libbz2 makes 4. Measured on the 39 segments and the tar of
 /// bench/bzip2.sh's pgbench cluster (2 segments and 100 MB of the tar one by one, all segments in sum),
@@ -245,63 +246,4 @@ func runEnd(_ bytes: UnsafePointer<UInt8>, byte: UInt8, from start: Int, limit: 
     }
     while position < limit && bytes[position] == byte { position += 1 }
     return position
-}
-
-/// Bits, most significant first, into a growing byte buffer.
-struct BitWriter {
-    private var buffer: UnsafeMutablePointer<UInt8>
-    private var capacity: Int
-    private var count = 0
-    /// The last `pending` bits of `accumulator` are not in the buffer yet (fewer than 32).
-    private var accumulator: UInt64 = 0
-    private var pending = 0
-
-    init(capacity: Int) {
-        self.capacity = capacity
-        buffer = .allocate(capacity: capacity)
-    }
-
-    func deallocate() { buffer.deallocate() }
-
-    var bytes: [UInt8] { Array(UnsafeBufferPointer(start: buffer, count: count)) }
-
-    mutating func reset() {
-        count = 0
-        accumulator = 0
-        pending = 0
-    }
-
-    /// Makes room for `bytes` more bytes; `put` itself does not check.
-    mutating func reserve(_ bytes: Int) {
-        guard count + bytes + 8 > capacity else { return }
-        let grown = max(capacity * 2, count + bytes + 8)
-        let larger = UnsafeMutablePointer<UInt8>.allocate(capacity: grown)
-        larger.update(from: buffer, count: count)
-        buffer.deallocate()
-        buffer = larger
-        capacity = grown
-    }
-
-    /// The low `bits` bits of `value` (at most 24 bits; the others must be zero).
-    @inline(__always)
-    mutating func put(_ value: UInt32, bits: Int) {
-        accumulator = (accumulator << UInt64(bits)) | UInt64(value)
-        pending += bits
-        if pending >= 32 {
-            pending -= 32
-            let word = UInt32(truncatingIfNeeded: accumulator >> UInt64(pending))
-            (UnsafeMutableRawPointer(buffer + count)).storeBytes(of: word.bigEndian, as: UInt32.self)
-            count += 4
-        }
-    }
-
-    /// Writes the last bits, padded with zeros to a whole byte.
-    mutating func flush() {
-        while pending > 0 {
-            let take = min(8, pending)
-            pending -= take
-            buffer[count] = UInt8(truncatingIfNeeded: (accumulator >> UInt64(pending)) << UInt64(8 - take))
-            count += 1
-        }
-    }
 }
