@@ -21,9 +21,11 @@ let package = Package(
         // C libraries, taken from the system
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "CBZip2", providers: [.apt(["libbz2-dev"])]),  // Debian ships no bzip2.pc
+        // The bzip2 encoder's suffix sorter.
+        .systemLibrary(name: "CDivSufSort", pkgConfig: "libdivsufsort", providers: [.apt(["libdivsufsort-dev"])]),
 
         // Core: every decision, every byte on disk, every C call. No ArgumentParser, no Foundation.
-        .target(name: "WalferryCore", dependencies: ["CBZip2", "CWalferryCRC32C", "CWalferrySystem"]),
+        .target(name: "WalferryCore", dependencies: ["CBZip2", "CDivSufSort", "CWalferryCRC32C", "CWalferrySystem"]),
 
         // CRC-32C with the processor's crc32 instruction, which Swift cannot select at run time.
         .target(name: "CWalferryCRC32C"),

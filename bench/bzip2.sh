@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Benchmark of walferry's parallel bzip2 engine against `bzip2 -9` and `lbzip2 -n2 -9`, side by side in
-# one run, on the same real PostgreSQL inputs read from the page cache:
+# Benchmark of walferry's parallel bzip2 engine against `bzip2 -9` and `lbzip2 -n2 -9`, and per core
+# (one compression thread each: our `-n 1` against `lbzip2 -n1`), side by side in one run, on the same
+# real PostgreSQL inputs read from the page cache:
 #   1. a tar of a stopped data directory filled by `pgbench -i -s $SCALE` (about 500 MB at scale 30);
 #   2. the 16 MB WAL segments that cluster archived (through a `cp` archive_command), compressed one
 #      process per segment, as archive_command runs it.
-# It prints median wall and CPU times, throughput ratios against bzip2 -9 and lbzip2 -n2, output sizes
-# against bzip2 -9, decompression of our output against `bzip2 -d`, and the peak RSS of every command
-# on both input sizes (ours must not grow with the input).
+# It prints median wall and CPU times, throughput ratios against bzip2 -9 and lbzip2 -n2, the per-core
+# ratios against lbzip2 -n1 (CPU time too: another build on the machine shows in wall times first),
+# output sizes against bzip2 -9, decompression of our output against `bzip2 -d`, and the peak RSS of
+# every command on both input sizes (ours must not grow with the input).
 #
 # Run as root from anywhere (PostgreSQL runs as the postgres user through runuser):
 #   bench/bzip2.sh                      # RUNS=3 SCALE=30 JOBS=2
 #   WORK=/tmp/wb RUNS=5 bench/bzip2.sh  # keep and reuse the generated data in /tmp/wb
+#   SCRATCH=.build-x bench/bzip2.sh     # build in another folder than .build
 # Needs: bzip2, lbzip2, time (/usr/bin/time), PostgreSQL server binaries (pg_config --bindir), swift.
 
 set -euo pipefail
@@ -19,6 +22,7 @@ RUNS=${RUNS:-3}
 SCALE=${SCALE:-30}
 JOBS=${JOBS:-2}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SCRATCH=${SCRATCH:-.build}
 WORK=${WORK:-$(mktemp -d /tmp/walferry-bzip2-bench.XXXXXX)}
 mkdir -p "$WORK"
 chmod 755 "$WORK"  # the postgres user must reach $WORK/pg
@@ -37,8 +41,8 @@ done
 # --- the driver: release build, static standard library, as the tools ship -----------------------
 
 log "building walferry-bzip2-bench"
-(cd "$ROOT" && swift build -c release --static-swift-stdlib --product walferry-bzip2-bench 2>&1 | tail -1 >&2)
-OURS="$ROOT/.build/release/walferry-bzip2-bench"
+(cd "$ROOT" && swift build -c release --static-swift-stdlib --scratch-path "$SCRATCH" --product walferry-bzip2-bench 2>&1 | tail -1 >&2)
+OURS="$ROOT/$SCRATCH/release/walferry-bzip2-bench"
 
 # --- the data: a real cluster, its tar, and its archived WAL --------------------------------------
 
@@ -101,8 +105,10 @@ declare -A COMPRESS=(
     [bzip2]="bzip2 -9 -c"
     [lbzip2]="lbzip2 -9 -n$JOBS -c"
     [ours]="$OURS -9 -n $JOBS"
+    [lbzip2-1]="lbzip2 -9 -n1 -c"
+    [ours-1]="$OURS -9 -n 1"
 )
-NAMES=(bzip2 lbzip2 ours)
+NAMES=(bzip2 lbzip2 ours lbzip2-1 ours-1)
 # name -> (command, file it decompresses)
 declare -A DECOMPRESS=(
     [bzip2-d:ours]="bzip2 -dc"
@@ -204,6 +210,19 @@ for name in "${NAMES[@]}"; do
         "$(ratio "$(col tar-c.bzip2 1 | median)" "$wall")" "$(ratio "$(col tar-c.lbzip2 1 | median)" "$wall")" \
         "$(ratio "$size" "$(stat -c %s "$OUT/tar.bzip2.bz2")")" "$(awk -v k="$rss" 'BEGIN { printf "%.1f", k / 1024 }')"
 done
+echo
+echo "1b. Per core: one compression thread each (ours -n 1 against lbzip2 -n1), CPU = user + sys"
+printf '%-10s %-8s %8s %8s %14s %14s %12s %9s\n' input tool wall_s cpu_s wall_vs_lbzip2 cpu_vs_lbzip2 size/bzip2 rss_MiB
+for input in tar seg; do
+    for name in lbzip2-1 ours-1; do
+        wall=$(col $input-c.$name 1 | median); cpu=$(col $input-c.$name 2 | median); rss=$(col $input-c.$name 3 | sort -n | tail -1)
+        printf '%-10s %-8s %8s %8s %13sx %13sx %12s %9s\n' "$input" "$name" "$wall" "$cpu" \
+            "$(ratio "$(col $input-c.lbzip2-1 1 | median)" "$wall")" "$(ratio "$(col $input-c.lbzip2-1 2 | median)" "$cpu")" \
+            "$(ratio "$(stat -c %s "$OUT/$input.$name.bz2")" "$(stat -c %s "$OUT/$input.bzip2.bz2")")" \
+            "$(awk -v k="$rss" 'BEGIN { printf "%.1f", k / 1024 }')"
+    done
+done
+echo "   (ratios above 1 mean ours is faster; tar = the data-directory tar, seg = ${SEGMENT##*/})"
 echo
 echo "2. Decompressing to /dev/null (command:file it reads)"
 printf '%-16s %8s %8s %8s %22s %9s\n' command wall_s cpu_s MB/s speed_vs_bzip2-d:ours rss_MiB

@@ -1,6 +1,7 @@
-// One libbz2 stream (a bz_stream and the memory libbz2 allocates for it), and the two one-shot
-// operations the parallel engine runs on its worker threads: compress a block into a complete stream,
-// and decode a piece of input that should hold whole streams.
+// One libbz2 stream (a bz_stream and the memory libbz2 allocates for it), and two one-shot operations:
+// decode a piece of input that should hold whole streams (the parallel engine's decoder, on its worker
+// threads), and compress a block into a complete stream (the reference the encoder's tests compare
+// with; the engine compresses with BZip2Encoder).
 //
 // Like BZ2_bzBuffToBuffCompress / BZ2_bzBuffToBuffDecompress, but on a bz_stream that lives at one heap
 // address (libbz2 starts every call with `if (s->strm != strm) return BZ_PARAM_ERROR`, and a Swift `var`
@@ -151,9 +152,10 @@ final class BZ2Stream {
 /// with a little more for safety.
 func compressedSizeBound(_ count: Int) -> Int { count + count / 100 + 1024 }
 
-/// Compresses `input` into one complete bzip2 stream, using `scratch` (at least
+/// Compresses `input` into one complete bzip2 stream with libbz2, using `scratch` (at least
 /// `compressedSizeBound(input.count)` bytes) as the output buffer, and returns the stream's bytes.
-func compressStream(_ input: UnsafeRawBufferPointer, level: Int32, memory: BZ2Memory,
+/// The engine compresses with BZip2Encoder; this is the reference the tests compare it with.
+func libbz2CompressStream(_ input: UnsafeRawBufferPointer, level: Int32, memory: BZ2Memory,
                     scratch: UnsafeMutableRawBufferPointer) throws(BZip2Error) -> [UInt8] {
     let stream = try BZ2Stream.compressor(level: level, memory: memory)
     var consumed = 0

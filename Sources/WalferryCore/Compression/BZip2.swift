@@ -1,5 +1,5 @@
 // The bzip2 engine every walferry tool shares: parallel compression and decompression of standard
-// .bz2 data, from a file descriptor to a file descriptor, on libbz2.
+// .bz2 data, from a file descriptor to a file descriptor: our own encoder, libbz2's decoder.
 //
 // Compression is like `bzip2 -c -9`, except that the input is cut into blocks of the level's size that
 // are compressed as independent streams on several threads and written in input order: the output is
@@ -8,8 +8,9 @@
 // of a multi-stream file are decoded in parallel, and trailing garbage is an error (bzip2 warns and
 // exits 0). Memory stays bounded whatever the input size: a fixed number of blocks are in flight.
 //
-// The engine itself is in ParallelCompressor.swift and ParallelDecompressor.swift; libbz2 is wrapped in
-// BZ2Stream.swift; errors are in BZip2Error.swift.
+// The engine itself is in ParallelCompressor.swift and ParallelDecompressor.swift; the encoder in
+// BZip2Encoder.swift and the files it names; libbz2 is wrapped in BZ2Stream.swift; errors are in
+// BZip2Error.swift.
 
 /// Parallel bzip2 compression and decompression.
 public enum BZip2 {

@@ -1,8 +1,8 @@
 // Parallel compression: input blocks compressed as independent bzip2 streams on worker threads,
 // written in input order.
 //
-// Like `pbzip2 -c` (one stream per block, concatenated), with libbz2 doing the compressing. Unlike
-// lbzip2, which writes one stream with its own block-sorting code, every block here is a complete
+// Like `pbzip2 -c` (one stream per block, concatenated), with our own encoder (BZip2Encoder.swift)
+// doing the compressing. Unlike lbzip2, which writes one stream, every block here is a complete
 // stream, so that any decoder can start at a block, and our decompressor can decode the blocks in
 // parallel without searching for bit-aligned block headers. The cost is 14 bytes of stream header and
 // trailer per 900 kB block.
@@ -13,34 +13,17 @@ import Glibc
 /// the pull engine (`parallelCompress`) and the push one (BZip2Writer.swift).
 func makeCompressionPool(level: Int, blockSize: Int, jobs: Int, tuning: BZip2Tuning) throws(BZip2Error)
     -> OrderedWorkerPool<[UInt8], Result<[UInt8], BZip2Error>> {
-    let scratchSize = compressedSizeBound(blockSize)
-    let level32 = Int32(level)
     do {
         return try OrderedWorkerPool(
             threads: jobs, capacity: jobs * max(1, tuning.inFlightPerJob),
-            makeContext: { CompressionContext(scratchSize: scratchSize) },
-            work: { context, block in
-                block.withUnsafeBytes { input in
-                    Result { () throws(BZip2Error) in
-                        try compressStream(input, level: level32, memory: context.memory, scratch: context.scratch)
-                    }
-                }
+            // Each thread's encoder keeps its working memory (about 8 MB at level 9) between blocks.
+            makeContext: { BZip2Encoder(level: level) },
+            work: { encoder, block in
+                block.withUnsafeBytes { input in .success(encoder.encodeStream(input)) }
             })
     } catch {
         throw .threadStart(error)
     }
-}
-
-/// What each compression thread keeps between blocks.
-private final class CompressionContext {
-    let memory = BZ2Memory()
-    let scratch: UnsafeMutableRawBufferPointer
-
-    init(scratchSize: Int) {
-        scratch = .allocate(byteCount: scratchSize, alignment: 16)
-    }
-
-    deinit { scratch.deallocate() }
 }
 
 /// Compresses `source` to its end into `sink`: see `BZip2.compress(from:to:level:jobs:onBlock:)`.
@@ -52,8 +35,9 @@ func parallelCompress<Source: BZip2Source, Sink: BZip2Sink>(
     guard (1...9).contains(level) else { throw .invalidLevel(level) }
     guard jobs >= 1 else { throw .invalidJobs(jobs) }
 
-    // libbz2 puts at most level×100000 − 19 bytes in a block (counted after its first run-length stage,
-    // which rarely makes data longer), so a piece of that size is one block, one stream, and fills it.
+    // A piece of level×100000 − 19 input bytes, libbz2's most per block (counted after the first
+    // run-length stage, which usually shortens data), becomes one stream: of one block, or two when
+    // that stage lengthens it (BZip2Encoder.swift).
     let blockSize = max(1, tuning.blockSize ?? level * 100_000 - 19)
     let pool = try makeCompressionPool(level: level, blockSize: blockSize, jobs: jobs, tuning: tuning)
     defer { pool.shutDown() }  // also on errors: the threads stop after their current block
