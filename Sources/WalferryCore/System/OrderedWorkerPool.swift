@@ -31,7 +31,7 @@ final class OrderedWorkerPool<Job: Sendable, Output: Sendable>: @unchecked Senda
     var inFlight: Int { submitted - delivered }
 
     /// Starts `threads` threads. Each one calls `makeContext` once, then `work(context, job)` for every
-    /// job it takes: the context (buffers, a libbz2 memory cache) belongs to that thread alone.
+    /// job it takes: the context (buffers, an encoder or a decoder) belongs to that thread alone.
     init<Context>(threads threadCount: Int, capacity: Int, makeContext: @escaping @Sendable () -> Context,
                   work: @escaping @Sendable (Context, Job) -> Output) throws(Errno) {
         self.capacity = max(1, capacity)
