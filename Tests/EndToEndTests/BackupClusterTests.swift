@@ -100,18 +100,7 @@ func startInBackground(_ executable: String, _ arguments: [String], environment 
             #expect(verify.status == 0 && verify.stdout == "backup successfully verified\n", "\(arguments): \(verify)")
         }
 
-        try restored.appendCopySettings(["restore_command": "'\(postgresReachableToolDirectory)/walferry-restore --pitr \(archive)/%f %p'"])
-        try writeFile(restored.dataDirectory + "/recovery.signal", [])
-        try handToPostgresUser(restored.dataDirectory + "/recovery.signal", recursive: false)
-        try restored.start()
-        do {
-            try waitUntil("the restored server has replayed the archive and promoted", timeout: 120) {
-                (try? restored.sql("SELECT pg_is_in_recovery()")) == "f"
-            }
-        } catch {
-            Issue.record("\(error)\n\(restored.serverLog())")
-            return
-        }
+        guard try recoversThroughWalferryRestore(restored, archive: archive, timeout: 120) else { return }
         #expect(try pgbenchState { try restored.sql($0) } == expected)
 
         // The same backup as a standby (standby.signal, walferry-restore --standby), which catches up
@@ -329,6 +318,25 @@ func startInBackground(_ executable: String, _ arguments: [String], environment 
         }
     }
 
+    /// Starts `restored` as a point-in-time recovery (recovery.signal) whose restore_command is
+    /// walferry-restore on `archive`, and waits until it has replayed the archive and promoted. False,
+    /// with the server log recorded as an issue, when it does not within `timeout` seconds.
+    func recoversThroughWalferryRestore(_ restored: PostgresCluster, archive: String, timeout: Double) throws -> Bool {
+        try restored.appendCopySettings(["restore_command": "'\(postgresReachableToolDirectory)/walferry-restore --pitr \(archive)/%f %p'"])
+        try writeFile(restored.dataDirectory + "/recovery.signal", [])
+        try handToPostgresUser(restored.dataDirectory + "/recovery.signal", recursive: false)
+        try restored.start()
+        do {
+            try waitUntil("the restored server has replayed the archive and promoted", timeout: timeout) {
+                (try? restored.sql("SELECT pg_is_in_recovery()")) == "f"
+            }
+        } catch {
+            Issue.record("\(error)\n\(restored.serverLog())")
+            return false
+        }
+        return true
+    }
+
     /// A new cluster of version `major` that archives into a folder of the test's, with 500 rows in
     /// table t, started (the caller stops it), and walferry-backup's run into a single tarball with
     /// its WAL from that archive. The folder holds the archive and the tarball: keep it.
@@ -371,18 +379,7 @@ func startInBackground(_ executable: String, _ arguments: [String], environment 
             let verify = try verifyBackup(pg, arguments)
             #expect(verify.status == 0 && verify.stdout == "backup successfully verified\n", "\(arguments): \(verify)")
         }
-        try restored.appendCopySettings(["restore_command": "'\(postgresReachableToolDirectory)/walferry-restore --pitr \(archive)/%f %p'"])
-        try writeFile(restored.dataDirectory + "/recovery.signal", [])
-        try handToPostgresUser(restored.dataDirectory + "/recovery.signal", recursive: false)
-        try restored.start()
-        do {
-            try waitUntil("the restored server has replayed the archive and promoted", timeout: 60) {
-                (try? restored.sql("SELECT pg_is_in_recovery()")) == "f"
-            }
-        } catch {
-            Issue.record("\(error)\n\(restored.serverLog())")
-            return
-        }
+        guard try recoversThroughWalferryRestore(restored, archive: archive, timeout: 60) else { return }
         #expect(try restored.sql("SELECT count(*) FROM t") == "600")
     }
 
