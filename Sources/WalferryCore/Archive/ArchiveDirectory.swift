@@ -40,9 +40,9 @@ public final class ArchiveDirectory {
     // MARK: - Members
 
     /// Opens a member for reading: never through a symbolic link, and without blocking on a FIFO
-    /// (O_NONBLOCK has no effect on reading a regular file). The corresponding C function is `openat`.
+    /// (DirectoryHandle.openForReading).
     public func open(_ name: String) throws(Errno) -> Int32 {
-        try retryingOnInterrupt { openat(handle.fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK) }
+        try handle.openForReading(name)
     }
 
     /// A member opened for reading, known to be a regular file; closed when released.

@@ -26,8 +26,7 @@ public struct DataDirectory: Sendable {
 
     /// True when both PG_VERSION and global/pg_control exist: the directory is a data directory.
     public var isDataDirectory: Bool {
-        var info = stat()
-        return versionFile.withCString { stat($0, &info) } == 0 && controlFile.withCString { stat($0, &info) } == 0
+        (try? entryStatus(versionFile, following: true)) != nil && (try? entryStatus(controlFile, following: true)) != nil
     }
 
     /// The major version PG_VERSION names ("15", "9.6"): its first line.

@@ -137,8 +137,12 @@ final class PrefetchSpool {
 
     /// Why the claimed entry must not be delivered, or nil when it is sound.
     private func verifyClaimed(_ claimed: String, segment: WALFileName, checksum: UInt32, identity: ArchiveIdentity, archive: String) -> String? {
-        let fd = openat(directory.fd, claimed, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        guard fd >= 0 else { return "could not open it: \(Errno.current)" }
+        let fd: Int32
+        do throws(Errno) {
+            fd = try directory.openForReading(claimed)
+        } catch {
+            return "could not open it: \(error)"
+        }
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return "not a regular file" }
