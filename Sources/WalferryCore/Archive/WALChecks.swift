@@ -46,7 +46,7 @@ public enum ArchiveOwner: Sendable, Equatable {
 /// first segmentCheckLength(fileSize: size) bytes.
 public func segmentIdentity(_ name: WALFileName, contents: UnsafeRawBufferPointer, size: UInt64) throws(WALSegmentProblem) -> ArchiveIdentity {
     let found = ArchiveIdentity(try checkWALSegment(name: name, firstBytes: contents.prefix(WALLongPageHeader.size), fileSize: size))
-    _ = try checkWALSegment(name: name, contents: contents)
+    try checkWALSegmentRecords(name: name, contents: contents)
     return found
 }
 
@@ -63,7 +63,7 @@ public func checkArchivedSegment(_ name: WALFileName, contents: UnsafeRawBufferP
     }
     if !owner.owns(found) { throw .foreign(found: found) }
     do throws(WALSegmentProblem) {
-        _ = try checkWALSegment(name: name, contents: contents)
+        try checkWALSegmentRecords(name: name, contents: contents)
     } catch {
         throw .invalid(error)
     }

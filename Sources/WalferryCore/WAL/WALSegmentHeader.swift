@@ -138,13 +138,19 @@ public func checkWALSegment(name: WALFileName, firstBytes: some Collection<UInt8
 /// cluster.
 public func checkWALSegment(name: WALFileName, contents: UnsafeRawBufferPointer) throws(WALSegmentProblem) -> WALSegmentFacts {
     let facts = try checkWALSegment(name: name, firstBytes: contents.prefix(WALLongPageHeader.size), fileSize: UInt64(contents.count))
+    try checkWALSegmentRecords(name: name, contents: contents)
+    return facts
+}
+
+/// Checks every page and record of `contents` (WALRecords.swift), once its first page has passed
+/// checkWALSegment(name:firstBytes:fileSize:).
+public func checkWALSegmentRecords(name: WALFileName, contents: UnsafeRawBufferPointer) throws(WALSegmentProblem) {
     guard let header = WALLongPageHeader(contents.prefix(WALLongPageHeader.size)) else { throw .tooShort(size: UInt64(contents.count)) }
     do throws(WALRecordProblem) {
         try checkWALRecords(contents, name: name, first: header, partial: name.kind == .partial)
     } catch {
         throw .records(error)
     }
-    return facts
 }
 
 /// An LSN as PostgreSQL prints it: `%X/%X`.
