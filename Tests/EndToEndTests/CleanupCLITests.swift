@@ -33,11 +33,21 @@ import TestSupport
             Or as a standalone archive cleaner:
               walferry-cleanup /mnt/archive 000000010000000000000010.00000020.backup
 
+            Several standbys on one archive: register each before it starts, with its base
+            backup's start segment, then give each its name, so that no cleanup removes WAL
+            that another standby (or, with --backups, a kept backup) still needs:
+              walferry-cleanup --register a /mnt/archive SEGMENT
+              archive_cleanup_command = 'walferry-cleanup --reader a /mnt/archive %r'
+
             Exit status: 0 done (also when nothing was removed), 1 a file could not be
-            removed or the archive could not be read, 2 usage error, missing archive
-            location or invalid file name.
+            removed, the archive or a reader's record could not be read or written, or
+            another cleanup held the readers' lock too long, 2 usage error, missing archive
+            location, invalid file name, invalid or unknown reader name.
 
             USAGE: walferry-cleanup [OPTION]... ARCHIVELOCATION OLDESTKEPTWALFILE
+                     walferry-cleanup --register NAME ARCHIVELOCATION SEGMENT
+                     walferry-cleanup --forget-reader NAME ARCHIVELOCATION
+                     walferry-cleanup --list-readers ARCHIVELOCATION
 
             ARGUMENTS:
               <ARCHIVELOCATION>       The archive directory.
@@ -54,6 +64,16 @@ import TestSupport
               -x, --strip-extension <EXT>
                                       Strip this extension, dot included (.bz2), before
                                       examining file names.
+              --reader <NAME>         Record OLDESTKEPTWALFILE as this registered reader's,
+                                      then keep what every reader needs.
+              --backups <DIR>         Also keep the WAL of every complete backup in this
+                                      walferry-backup directory.
+              --reader-expiry <AGE>   Stop holding WAL for a reader silent this long: hours
+                                      (36h) or days (7d, the default).
+              --register <NAME>       Register a new reader that needs WAL from SEGMENT on
+                                      (its base backup's start segment).
+              --forget-reader <NAME>  Remove a registered reader that is gone for good.
+              --list-readers          List the registered readers, their positions and ages.
               -V, --version           Print the version and exit.
               -h, -?, --help          Show help information.
 

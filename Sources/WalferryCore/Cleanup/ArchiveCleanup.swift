@@ -10,7 +10,11 @@
 //   no symbolic link is followed; a directory is never removed;
 // - the dry run does not list a directory it would not remove: it warns about it instead;
 // - "does not exist" is said only when the location does not exist; "is not a directory" and other
-//   stat failures get their own messages (all exit 2, as pg_archivecleanup's one message does).
+//   stat failures get their own messages (all exit 2, as pg_archivecleanup's one message does);
+// - on an archive with registered readers, or with --reader or --backups, the cut-off used can be
+//   older than the one given: the oldest that every reader and kept backup agrees on
+//   (CleanupHolds.swift). An archive without readers, cleaned without those options, is cleaned
+//   exactly as pg_archivecleanup cleans it.
 
 /// The exit statuses of walferry-cleanup, as in pg_archivecleanup.
 public enum CleanupExitStatus: Int32, ToolExitStatus, CaseIterable {
@@ -30,6 +34,12 @@ public struct CleanupRequest: Sendable {
     public var cleanBackupHistory = false
     public var debug = false
     public var dryRun = false
+    /// --reader NAME: the registered reader this run reports for (ArchiveReaders.swift).
+    public var reader: String?
+    /// --backups DIR: a walferry-backup output directory whose complete backups keep their WAL.
+    public var backupsDirectory: String?
+    /// --reader-expiry, in seconds.
+    public var readerExpiry = defaultReaderExpiry
 
     public init(archiveLocation: String, oldestKeptWALFile: String) {
         self.archiveLocation = archiveLocation
@@ -55,9 +65,9 @@ public func runCleanup(_ request: CleanupRequest, console: Console, output: Stan
         return .usage
     }
 
-    let rules: CleanupRules
+    let asked: CleanupRules
     do {
-        rules = try CleanupRules(oldestKeptWALFile: request.oldestKeptWALFile, stripExtension: request.stripExtension,
+        asked = try CleanupRules(oldestKeptWALFile: request.oldestKeptWALFile, stripExtension: request.stripExtension,
                                  cleanBackupHistory: request.cleanBackupHistory)
     } catch {
         console.error("invalid file name argument")
@@ -65,11 +75,27 @@ public func runCleanup(_ request: CleanupRequest, console: Console, output: Stan
         return .usage
     }
 
+    // What the other readers and the backups still need (CleanupHolds.swift); the lock it takes, if
+    // any, is held until the last removal.
+    let decision: CleanupDecision
+    do {
+        decision = try decideCutoff(request, rules: asked, console: console)
+    } catch {
+        error.report(to: console)
+        return error.status
+    }
+    let rules = decision.rules
+    defer { decision.lock?.release() }
+
     // The path printed and reported is the location exactly as given, a slash, and the entry's name.
     let prefix = Array(location.utf8) + [UInt8(ascii: "/")]
     func path(_ name: UnsafeBufferPointer<UInt8>) -> String { String(decoding: prefix + name, as: UTF8.self) }
 
-    if request.debug {
+    if let heldBy = decision.heldBy, request.reader == nil || request.debug {
+        // A run without --reader on an archive with readers says so every time: its configuration
+        // predates them.
+        console.info("keeping WAL file \"\(String(decoding: prefix + rules.cutoff, as: UTF8.self))\" and later, which \(heldBy) still needs")
+    } else if request.debug {
         console.info("keeping WAL file \"\(String(decoding: prefix + rules.cutoff, as: UTF8.self))\" and later")
     }
 
