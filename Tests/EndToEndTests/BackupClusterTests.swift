@@ -35,6 +35,25 @@ func archivingCluster(_ installation: PostgresInstallation, archive: String, nam
     ])
 }
 
+/// Starts `restored` as a point-in-time recovery (recovery.signal) whose restore_command is
+/// walferry-restore on `archive`, and waits until it has replayed the archive and promoted. False,
+/// with the server log recorded as an issue, when it does not within `timeout` seconds.
+func recoversThroughWalferryRestore(_ restored: PostgresCluster, archive: String, timeout: Double) throws -> Bool {
+    try restored.appendCopySettings(["restore_command": "'\(postgresReachableToolDirectory)/walferry-restore --pitr \(archive)/%f %p'"])
+    try writeFile(restored.dataDirectory + "/recovery.signal", [])
+    try handToPostgresUser(restored.dataDirectory + "/recovery.signal", recursive: false)
+    try restored.start()
+    do {
+        try waitUntil("the restored server has replayed the archive and promoted", timeout: timeout) {
+            (try? restored.sql("SELECT pg_is_in_recovery()")) == "f"
+        }
+    } catch {
+        Issue.record("\(error)\n\(restored.serverLog())")
+        return false
+    }
+    return true
+}
+
 /// Runs pg_verifybackup as the postgres user; returns its outcome.
 func verifyBackup(_ installation: PostgresInstallation, _ arguments: [String]) throws -> ProcessOutcome {
     try runAsPostgresUser(installation.tool("pg_verifybackup"), arguments)
@@ -316,25 +335,6 @@ func startInBackground(_ executable: String, _ arguments: [String], environment 
         for member in walMembers {
             #expect(entryExists(archive + "/" + member.dropFirst("pg_wal/".count)), "\(member)")
         }
-    }
-
-    /// Starts `restored` as a point-in-time recovery (recovery.signal) whose restore_command is
-    /// walferry-restore on `archive`, and waits until it has replayed the archive and promoted. False,
-    /// with the server log recorded as an issue, when it does not within `timeout` seconds.
-    func recoversThroughWalferryRestore(_ restored: PostgresCluster, archive: String, timeout: Double) throws -> Bool {
-        try restored.appendCopySettings(["restore_command": "'\(postgresReachableToolDirectory)/walferry-restore --pitr \(archive)/%f %p'"])
-        try writeFile(restored.dataDirectory + "/recovery.signal", [])
-        try handToPostgresUser(restored.dataDirectory + "/recovery.signal", recursive: false)
-        try restored.start()
-        do {
-            try waitUntil("the restored server has replayed the archive and promoted", timeout: timeout) {
-                (try? restored.sql("SELECT pg_is_in_recovery()")) == "f"
-            }
-        } catch {
-            Issue.record("\(error)\n\(restored.serverLog())")
-            return false
-        }
-        return true
     }
 
     /// A new cluster of version `major` that archives into a folder of the test's, with 500 rows in

@@ -25,11 +25,20 @@ public func completeBackups(in directory: String) throws(BackupFailure) -> [Stri
     } catch {
         throw BackupFailure(.retention, "could not read directory \"\(directory)\": \(error)")
     }
-    return names.filter { name in
-        guard isBackupDirectoryName(name) else { return false }
+    var complete: [String] = []
+    for name in names where isBackupDirectoryName(name) {
+        // A backup whose manifest cannot be examined is an error, not an incomplete backup: a cleanup
+        // that skipped it would remove the WAL it needs.
         let manifest = root.appending(name).appending("backup_manifest")
-        return (try? entryStatus(manifest))?.kind == .regular
-    }.map { String(decoding: $0, as: UTF8.self) }.sorted { backupSortKey($0) < backupSortKey($1) }
+        do {
+            if try entryStatus(manifest).kind == .regular { complete.append(String(decoding: name, as: UTF8.self)) }
+        } catch .noSuchFileOrDirectory {
+            continue
+        } catch {
+            throw BackupFailure(.retention, "could not access file \"\(manifest)\": \(error)")
+        }
+    }
+    return complete.sorted { backupSortKey($0) < backupSortKey($1) }
 }
 
 /// Sorts "…Z", "…Z-2", "…Z-10" in the order they were made.
