@@ -7,6 +7,9 @@
 # 1. Bulk: FILES empty WAL-named files (timeline 1, consecutive segments); the cut-off keeps the upper
 #    half, so that half the files are removed. Each round builds two identical folders and runs
 #    both tools, alternating which goes first; both must leave exactly the same files.
+#    A third folder, identical but with an identity record and two registered readers whose
+#    positions are at the cut-off, is cleaned by walferry-cleanup --reader (the multi-standby setup:
+#    the same files removed, plus the readers' lock, records and one durable record write).
 # 2. Start-up: 300 runs of each tool on a 10-file archive with nothing to remove, the cost that
 #    archive_cleanup_command pays at every restartpoint.
 # Prints medians and the ratio pg_archivecleanup / walferry-cleanup (above 1 means walferry is faster).
@@ -42,24 +45,36 @@ now_us() { local t=$EPOCHREALTIME; echo "${t/./}"; }
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
-pg_times=() ours_times=()
+make_reader_archive() {  # make_reader_archive DIR: make_archive, an identity record and two readers
+    make_archive "$1"
+    printf 'walferry archive identity 1\nsystem identifier: 7712740923202838945\nwal segment size: 16777216\npostgresql version: 15\n' \
+        > "$1/walferry.identity"
+    "$ours" --register standby-a "$1" "$cutoff"
+    "$ours" --register standby-b "$1" "$cutoff"
+}
+
+pg_times=() ours_times=() readers_times=()
 for ((round = 1; round <= rounds; round++)); do
-    rm -rf "$work/pg" "$work/ours"
+    rm -rf "$work/pg" "$work/ours" "$work/readers"
     make_archive "$work/pg"
     make_archive "$work/ours"
+    make_reader_archive "$work/readers"
     sync
     run_pg() { local t0; t0=$(now_us); "$pg" "$work/pg" "$cutoff"; pg_times+=($(( $(now_us) - t0 ))); }
     run_ours() { local t0; t0=$(now_us); "$ours" "$work/ours" "$cutoff"; ours_times+=($(( $(now_us) - t0 ))); }
-    if ((round % 2)); then run_pg; run_ours; else run_ours; run_pg; fi
+    run_readers() { local t0; t0=$(now_us); "$ours" --reader standby-a "$work/readers" "$cutoff"; readers_times+=($(( $(now_us) - t0 ))); }
+    if ((round % 2)); then run_pg; run_ours; run_readers; else run_readers; run_ours; run_pg; fi
     left_pg=$(ls -f "$work/pg" | sort | md5sum) left_ours=$(ls -f "$work/ours" | sort | md5sum)
-    if [[ $left_pg != "$left_ours" ]]; then
-        echo "error: the two tools left different files in round $round" >&2
+    left_readers=$(ls -f "$work/readers" | grep -v '^walferry\.' | sort | md5sum)
+    if [[ $left_pg != "$left_ours" || $left_pg != "$left_readers" ]]; then
+        echo "error: the runs left different files in round $round" >&2
         exit 1
     fi
 done
 kept=$(ls -f "$work/ours" | grep -c '^0')
 pg_ms=$(printf '%s\n' "${pg_times[@]}" | median)
 ours_ms=$(printf '%s\n' "${ours_times[@]}" | median)
+readers_ms=$(printf '%s\n' "${readers_times[@]}" | median)
 
 # Start-up: a small archive, nothing to remove.
 rm -rf "$work/small"; mkdir "$work/small"
@@ -79,6 +94,8 @@ echo "walferry-cleanup vs pg_archivecleanup ($("$pg" --version | head -1)), $fs,
 printf '%-44s %12s %12s %8s\n' "" "pg (ms)" "walferry (ms)" "ratio"
 awk -v f="$files" -v k="$kept" -v a="$pg_ms" -v b="$ours_ms" -v r="$rounds" 'BEGIN {
     printf "%-44s %12.1f %12.1f %7.2fx\n", sprintf("%d files, %d removed (median of %d)", f, f - k, r), a / 1000, b / 1000, a / b }'
+awk -v a="$pg_ms" -v b="$readers_ms" 'BEGIN {
+    printf "%-44s %12.1f %12.1f %7.2fx\n", "the same, --reader with 2 registered readers", a / 1000, b / 1000, a / b }'
 awk -v a="$s_pg" -v b="$s_ours" -v t="$s_true" 'BEGIN {
     printf "%-44s %12.2f %12.2f %7.2fx\n", "one run on a 10-file archive (median of 5x300)", a / 1000, b / 1000, a / b
     printf "%-44s %12.2f\n", "/bin/true in the same loop", t / 1000 }'
