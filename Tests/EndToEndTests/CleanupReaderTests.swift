@@ -95,12 +95,13 @@ import TestSupport
     @Test func aReaderThatGoesBackIsAcceptedAndSaid() throws {
         let folder = try TemporaryDirectory()
         let archive = try Self.archive(1...20, in: folder)
-        try Self.writeReader("a", at: 10, age: 60, in: archive)
+        // Ages in whole units, far from the next one, so that a slow run prints the same.
+        try Self.writeReader("a", at: 10, age: 2 * 3_600 + 1_800, in: archive)
         try Self.writeReader("b", at: 12, age: 60, in: archive)
         let outcome = try run(["--reader", "a", archive, Self.segment(6)])
         #expect(outcome.status == 0, "\(outcome)")
         #expect(outcome.stderrLines == [
-            "walferry-cleanup: warning: reader \"a\" needs WAL from \"\(Self.segment(6))\", older than the \"\(Self.segment(10))\" it reported 1m ago: accepted",
+            "walferry-cleanup: warning: reader \"a\" needs WAL from \"\(Self.segment(6))\", older than the \"\(Self.segment(10))\" it reported 2h 30m ago: accepted",
             "walferry-cleanup: hint: A standby restored from an older backup needs older WAL; nothing older than \"\(Self.segment(6))\" is kept for it.",
         ])
         #expect(try Self.segments(archive) == Array(6...20))
@@ -112,7 +113,7 @@ import TestSupport
         let folder = try TemporaryDirectory()
         let archive = try Self.archive(1...20, in: folder)
         try Self.writeReader("fresh", at: 15, age: 0, in: archive)
-        try Self.writeReader("stale", at: 8, age: 4 * 86_400 + 3_600, in: archive)
+        try Self.writeReader("stale", at: 8, age: 4 * 86_400 + 3_600 + 1_800, in: archive)
         try Self.writeReader("gone", at: 3, age: 8 * 86_400, in: archive)
 
         var outcome = try run(["--reader", "fresh", archive, Self.segment(16)])
@@ -139,7 +140,7 @@ import TestSupport
         let states = outcome.stdoutLines.dropFirst().map { line in
             String(line.split(separator: " ", maxSplits: 1)[0]) + ": " + String(line.dropFirst(65))
         }
-        #expect(states == ["fresh: active", "gone: expired: holds nothing back", "stale: stale: expires in 2d 23h"], "\(outcome)")
+        #expect(states == ["fresh: active", "gone: expired: holds nothing back", "stale: stale: expires in 2d 22h"], "\(outcome)")
     }
 
     @Test func keptBackupsHoldTheirWAL() throws {
@@ -147,17 +148,19 @@ import TestSupport
         let archive = try Self.archive(1...20, in: folder)
         let backups = try folder.makeDirectory("backups")
         let backup = try folder.makeDirectory("backups/20261201T000000Z")
-        // Start-LSN 0/7000028: segment 7 of 16 MB segments.
-        try writeFile(backup + "/backup_manifest", Array("""
+        // Start-LSN 0/7000028: segment 7 of 16 MB segments. The manifest is checked as the server's
+        // tools check it, its SHA-256 included.
+        let body = """
             { "PostgreSQL-Backup-Manifest-Version": 1,
             "Files": [
             ],
             "WAL-Ranges": [
             { "Timeline": 1, "Start-LSN": "0/7000028", "End-LSN": "0/7000100" }
             ],
-            "Manifest-Checksum": "00" }
 
-            """.utf8))
+            """
+        let digest = try runProcess("/usr/bin/sha256sum", [], input: Array(body.utf8)).stdout.prefix(64)
+        try writeFile(backup + "/backup_manifest", Array((body + "\"Manifest-Checksum\": \"\(digest)\"}\n").utf8))
         _ = try folder.makeDirectory("backups/.partial-20261202T000000Z")  // not complete: not kept
 
         var outcome = try run(["--backups", backups, archive, Self.segment(12)])
@@ -165,6 +168,16 @@ import TestSupport
         #expect(outcome.stderr == "walferry-cleanup: keeping WAL file \"\(archive)/\(Self.segment(7))\" and later, which backup \"\(backups)/20261201T000000Z\" still needs\n")
         #expect(try Self.segments(archive) == Array(7...20))
         #expect(!entryExists(archive + "/walferry.readers"), "--backups alone registers nothing")
+
+        // A damaged manifest stops the cleanup: skipping that backup would remove its WAL.
+        var manifest = try readFile(backup + "/backup_manifest")
+        manifest[manifest.count - 10] ^= 1
+        try writeFile(backup + "/backup_manifest", manifest)
+        outcome = try run(["--backups", backups, archive, Self.segment(5)])
+        #expect(outcome.status == 1, "\(outcome)")
+        #expect(outcome.stderrLines.first?.hasPrefix("walferry-cleanup: error: backup manifest \"\(backup)/backup_manifest\" checksum mismatch: actual ") == true, "\(outcome)")
+        #expect(outcome.stderrLines.last == "walferry-cleanup: hint: Nothing was removed.")
+        #expect(try Self.segments(archive) == Array(7...20))
 
         try FileManager.default.removeItem(atPath: backup)
         outcome = try run(["--backups", backups, archive, Self.segment(12)])

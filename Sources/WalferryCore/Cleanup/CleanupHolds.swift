@@ -158,20 +158,18 @@ func unknownReader(_ name: String, archive: ArchiveDirectory) -> CleanupFailure 
                            "\"walferry-cleanup --list-readers \(archive.path)\" shows the registered readers."])
 }
 
-/// The oldest complete backup in `directory` and the first segment it needs; nil when there is no
-/// complete backup.
+/// The oldest complete backup in `directory` and the first segment it needs, from its verified
+/// manifest (BackupCatalog.swift); nil when there is no complete backup. A backup that cannot be read
+/// is an error: skipping it would remove the WAL it needs.
 func oldestBackupStart(_ directory: String, identity: ArchiveIdentity) throws(CleanupFailure) -> (String, String)? {
-    let backups: [String]
-    do {
-        backups = try completeBackups(in: directory)
+    do throws(BackupProblem) {
+        guard let oldest = try completeBackups(in: directory).first else { return nil }
+        let backup = try CatalogedBackup(at: FilePath(directory).appending(oldest))
+        guard let start = backup.startSegment(segmentSize: UInt64(identity.segmentSize.bytes)) else {
+            throw BackupProblem(.damaged, "could not find the start WAL location of backup \"\(directory)/\(oldest)\"")
+        }
+        return (oldest, start)
     } catch {
-        throw CleanupFailure(.failure, error.message)
+        throw CleanupFailure(.failure, error.message, hints: error.hints + ["Nothing was removed."])
     }
-    guard let oldest = backups.first else { return nil }
-    guard let start = oldestNeededWALFile(backupDirectory: FilePath(directory).appending(oldest),
-                                          segmentSize: UInt64(identity.segmentSize.bytes)) else {
-        throw CleanupFailure(.failure, "could not find the start WAL location of backup \"\(directory)/\(oldest)\"",
-                             hint: "Its backup_manifest must hold a WAL-Ranges entry. Nothing was removed.")
-    }
-    return (oldest, start)
 }
