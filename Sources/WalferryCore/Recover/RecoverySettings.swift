@@ -7,9 +7,10 @@
 // - the settings sit between two marker lines, and a later walferry-recover (of a backup taken from a
 //   server that an earlier one made) removes the old block whole before adding its own, so no stale
 //   recovery_target_time survives from one recovery to the next;
-// - every recovery target the recovery does not use is set to '' in the block, since the file may
-//   still hold one from outside the block (ALTER SYSTEM drops comments, and so the markers), and two
-//   targets stop the server ("multiple recovery targets specified");
+// - every recovery target the recovery does not use is set to '' in the block, before the one it
+//   uses, since the configuration may still hold one from outside the block (ALTER SYSTEM drops
+//   comments, and so the markers), and two targets stop the server ("multiple recovery targets
+//   specified", raised by the assign hooks in the order the settings are applied);
 // - a point-in-time copy gets archive_mode = off unless asked otherwise, so that it never archives
 //   into the primary's archive on its new timeline.
 // The quoting is the configuration file's (guc-file.l): single quotes doubled, backslashes doubled.
@@ -63,7 +64,10 @@ public struct RecoverySettings: Sendable {
         case .immediate: set("recovery_target", "immediate")
         case nil: break
         }
-        return values.map { "\($0.0) = \(Self.quoted($0.1))" }
+        // The resets first, the target last: the server's assign hooks refuse a second target as soon
+        // as any recovery_target_* is assigned, '' included, after one that is set.
+        let ordered = values.filter { $0.1.isEmpty } + values.filter { !$0.1.isEmpty }
+        return ordered.map { "\($0.0) = \(Self.quoted($0.1))" }
     }
 
     /// The block's lines (markers included), for PostgreSQL 12 and later.
