@@ -20,7 +20,7 @@ struct RecoverCommand: WalferryCommand {
 
     static let configuration = CommandConfiguration(
         commandName: programName,
-        abstract: "Make a standby or a point-in-time recovery from a walferry backup, in one command.",
+        abstract: "Make a standby or a point-in-time recovery from a walferry backup.",
         usage: "walferry-recover -B BACKUPS -D DATADIR (--standby | --pitr) [OPTION]...",
         discussion: """
             Chooses a complete backup in BACKUPS (a walferry-backup output directory, one backup's \
