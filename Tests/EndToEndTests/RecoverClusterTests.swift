@@ -3,7 +3,8 @@
 // walferry-restore when the walsender is gone (PostgreSQL 15, 17 and 18); a point-in-time recovery
 // between two marked transactions, from the newest backup that ended before the target; a tablespace
 // remapped with -T; a flipped byte refused with nothing left; a running server's data directory
-// refused; kill -9 and SIGTERM at random moments, never a data directory under the final name; and
+// refused; kill -9 and SIGTERM at random moments, never a data directory under the final name; a
+// full disk (FUSE, ENOSPC) and a target that is a mount point, refused with nothing left; and
 // --force keeping the old directory until the new one is complete.
 //
 // Like pgBackRest's restore tests and PostgreSQL's src/bin/pg_basebackup/t/010_pg_basebackup.pl (-T,
@@ -300,5 +301,39 @@ private func names(_ path: String) -> [String] { (try? listDirectory(path)) ?? [
         #expect(outcome.stderrLines == ["walferry-recover: the old data directory was moved to \"\(target)/\(aside.first ?? "")\""])
         #expect(names(target + "/" + (aside.first ?? "")) == ["old-marker"])
         #expect(entryExists(data + "/global/pg_control") && !entryExists(data + "/old-marker"))
+    }
+
+    /// A full disk midway (FUSE: ENOSPC on the write of global/pg_control, the last file) and a target
+    /// that is a mount point: each refused with its status and message, nothing left under the name.
+    @Test func aFullDiskAndAMountPointAreRefusedWithNothingLeft() throws {
+        let folder = try TemporaryDirectory(prefix: "walferry-recover-full")
+        let (primary, archive, backups, _) = try smallBackup(folder)
+        defer { try? primary.stop() }
+        let faults = try FaultFileSystem()
+
+        // The mount point itself as the target: its temporary sibling would be on another file system.
+        let mounted = try runRecoverTool(["-B", backups, "-D", faults.path, "--pitr", "--wal-archive", archive, "--owner", "postgres"])
+        #expect(mounted.status == 4)
+        let parent = URL(fileURLWithPath: faults.path).deletingLastPathComponent().path
+        #expect(mounted.stderrLines == [
+            "walferry-recover: error: data directory \"\(faults.path)\" is a mount point, on another file system than its parent \"\(parent)\"",
+            "walferry-recover: hint: walferry-recover builds the data directory next to it and renames it into place; give a directory inside the mount point.",
+        ])
+
+        let target = faults.join("restore")
+        try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: false)
+        try handToPostgresUser(target)
+        try faults.setFaults([.error("ENOSPC", on: "write", name: "pg_control", times: 1)])
+        let full = try runRecoverTool(["-B", backups, "-D", target + "/data", "--pitr", "--wal-archive", archive])
+        #expect(full.status == 1)
+        #expect(full.stderrLines == [
+            "walferry-recover: error: could not write to file \"\(target)/.data.walferry-recover-partial/global/pg_control\": No space left on device",
+        ])
+        #expect(try faults.takeFired().count == 1)
+        #expect(names(target) == [])
+        try faults.clearFaults()
+        let again = try runRecoverTool(["-B", backups, "-D", target + "/data", "--pitr", "--wal-archive", archive])
+        #expect(again.status == 0, "\(again)")
+        #expect(names(target) == ["data"])
     }
 }
