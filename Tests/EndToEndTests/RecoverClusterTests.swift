@@ -336,4 +336,24 @@ private func names(_ path: String) -> [String] { (try? listDirectory(path)) ?? [
         #expect(again.status == 0, "\(again)")
         #expect(names(target) == ["data"])
     }
+
+    /// A single tarball (walferry-backup -o FILE), whose manifest is its last member, of PostgreSQL 17
+    /// (a version-2 manifest): verified once the manifest arrives, recovered, started.
+    @Test func aSingleTarballOf17Recovers() throws {
+        let (pg, folder, archive, primary, tarball, backup) = try BackupClusterTests().backUpANewCluster(major: 17)
+        defer { withExtendedLifetime(folder) {} }
+        defer { try? primary.stop() }
+        #expect(backup.status == 0, "\(backup)")
+        let copy = try clusterToRecoverInto(pg, name: "single-17")
+        let outcome = try runRecoverTool(["-B", tarball, "-D", copy.dataDirectory, "--pitr", "--wal-archive", archive,
+                                          "--target-immediate", "--target-action", "promote"])
+        #expect(outcome.status == 0, "\(outcome)")
+        #expect(entryExists(copy.dataDirectory + "/backup_manifest"))
+        let verify = try verifyBackup(pg, ["-n", "-e", copy.dataDirectory])
+        #expect(verify.status == 0, "pg_verifybackup on the recovered directory: \(verify)")
+        try copy.appendSettings(["unix_socket_directories": "'\(copy.socketDirectory)'"])
+        try copy.start()
+        try waitUntil("the copy promoted", timeout: 120) { (try? copy.sql("SELECT pg_is_in_recovery()")) == "f" }
+        #expect(try copy.sql("SELECT count(*) FROM t") == "500")
+    }
 }

@@ -19,6 +19,10 @@
 // - with --force, the old data directory is swapped out atomically (renameat2 RENAME_EXCHANGE) and
 //   kept under a named sibling, never deleted;
 // - run as root, files belong to the target parent's owner or --owner, never to root.
+// Signals are taken by a SignalThread that only trips a flag, as walferry-backup's SignalWatcher does,
+// not by Interruption.swift, which removes one registered file and ends the process at once: here a
+// whole tree is to be removed, by the extracting thread, which checks the flag at every entry and
+// every decoded block.
 
 import CWalferrySystem
 import Glibc
