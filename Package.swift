@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "walferry-restore", targets: ["walferry-restore"]),
         .executable(name: "walferry-cleanup", targets: ["walferry-cleanup"]),
         .executable(name: "walferry-backup", targets: ["walferry-backup"]),
+        .executable(name: "walferry-recover", targets: ["walferry-recover"]),
         // What the .deb installs for the first three: one binary answering to their names.
         .executable(name: "walferry", targets: ["walferry"]),
     ],
@@ -53,6 +54,8 @@ let package = Package(
             name: "walferry-backup",
             dependencies: ["WalferryCore", "WalferryCLI", "WalferryPostgres", argumentParser]
         ),
+        // walferry-recover connects to no server: no WalferryPostgres, no libpq.
+        .executableTarget(name: "walferry-recover", dependencies: ["WalferryCore", "WalferryCLI", argumentParser]),
         .executableTarget(name: "walferry-bzip2-bench", dependencies: ["WalferryCore"], path: "bench/walferry-bzip2-bench"),
 
         // Tests

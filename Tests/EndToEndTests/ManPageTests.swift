@@ -9,7 +9,7 @@ import Testing
 import TestSupport
 
 @Suite struct ManPageTests {
-    static let tools = ["walferry-archive", "walferry-backup", "walferry-cleanup", "walferry-restore"]
+    static let tools = ["walferry-archive", "walferry-backup", "walferry-cleanup", "walferry-restore", "walferry-recover"]
 
     /// The sections every page has, in mdoc's conventional order (mandoc warns about another order).
     static let requiredSections = ["NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "ENVIRONMENT", "FILES", "EXIT STATUS",
@@ -184,6 +184,9 @@ import TestSupport
             "walferry-backup": (["15 2 * * * walferry-backup -D /var/lib/postgresql/15/main -o /mnt/backups --wal-archive /mnt/archive --keep 7",
                                  "tar -xjf", "recovery.signal", "restore_command = 'walferry-restore --pitr /mnt/archive/%f %p'"],
                                 [".walferry-backup.lock", ".walferry-backup-partial-", "base.tar.bz2", "backup_manifest"]),
+            "walferry-recover": (["--standby --wal-archive /mnt/archive", "restore_command = 'walferry-restore --standby /mnt/archive/%f %p'",
+                                  "recovery.signal", "restore_command = 'walferry-restore --pitr /mnt/archive/%f %p'"],
+                                 [".walferry-recover-partial", "walferry-recover-old-", "postgresql.auto.conf", "standby.signal"]),
         ]
         let expected = try #require(wanted[tool])
         for line in expected.examples {

@@ -55,10 +55,10 @@ final class RecordingSink: BackupEntrySink {
 
     /// A backup directory holding base.tar.bz2 and its manifest.
     static func backupDirectory(_ folder: TemporaryDirectory, name: String = "20260101T000000Z",
-                                files: [(String, [UInt8]?)], tarFiles: [(String, [UInt8]?)]? = nil) throws -> String {
+                                files: [(String, [UInt8]?)], tarFiles: [(String, [UInt8]?)]? = nil, version: Int = 15) throws -> String {
         let dir = try folder.makeDirectory("backups/" + name)
         try writeFile(dir + "/base.tar.bz2", try BZip2.compress(tarBytes(tarFiles ?? files), jobs: 2))
-        try writeFile(dir + "/backup_manifest", manifest(files))
+        try writeFile(dir + "/backup_manifest", manifest(files, version: version))
         return dir
     }
 
@@ -239,5 +239,20 @@ final class RecordingSink: BackupEntrySink {
         #expect(sink.entries.map(\.path) == expected)
         #expect(sink.data[String(deep.dropFirst(source.count + 1)) + "/" + String(repeating: "f", count: 99)] == Array(repeating: 3, count: 1000))
         #expect(sink.entries.first { $0.path == "link" }?.link == "/some/where/" + String(repeating: "l", count: 80))
+    }
+
+    /// A version-2 manifest's system identifier must be pg_control's, as pg_verifybackup checks.
+    @Test func aVersion2ManifestMustNameTheControlFilesSystem() throws {
+        let folder = try TemporaryDirectory()
+        let dir = try Self.backupDirectory(folder, files: Self.sampleFiles, version: 17)
+        #expect(throws: BackupProblem(.damaged, "the manifest of backup \"\(dir)\" has system identifier 7712740923202838945, but global/pg_control has 72340172838076673")) {
+            try Self.read(try CatalogedBackup(at: FilePath(dir)))
+        }
+        var files = Self.sampleFiles
+        var control = [UInt8](repeating: 1, count: 8192)
+        withUnsafeBytes(of: UInt64(7_712_740_923_202_838_945).littleEndian) { for (index, byte) in $0.enumerated() { control[index] = byte } }
+        files[3].1 = control
+        let good = try Self.backupDirectory(folder, name: "20260102T000000Z", files: files, version: 17)
+        _ = try Self.read(try CatalogedBackup(at: FilePath(good)))
     }
 }

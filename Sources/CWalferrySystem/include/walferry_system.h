@@ -7,4 +7,9 @@
 /// system or the kernel does not offer the flag).
 int walferry_rename_noreplace(int olddirfd, const char *oldname, int newdirfd, const char *newname);
 
+/* walferry-recover: syncfs(2), renameat2(RENAME_EXCHANGE), sync_file_range(SYNC_FILE_RANGE_WRITE). */
+int walferry_syncfs(int fd);
+int walferry_rename_exchange(int olddirfd, const char *oldname, int newdirfd, const char *newname);
+int walferry_start_writeback(int fd);
+
 #endif

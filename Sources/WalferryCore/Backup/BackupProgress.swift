@@ -15,9 +15,11 @@ final class BackupProgress {
     private var lastDrawn = 0.0
     private let terminal: Bool
     private var drewSomething = false
+    private let program: String
 
-    init(total: UInt64) {
+    init(total: UInt64, program: String = "walferry-backup") {
         self.total = total
+        self.program = program
         terminal = isatty(2) == 1
     }
 
@@ -42,7 +44,7 @@ final class BackupProgress {
         let elapsed = max(now - started, 0.001)
         let rate = Double(done) / elapsed
         let percent = total > 0 ? min(100, Int(Double(done) * 100 / Double(total))) : 100
-        var line = "walferry-backup: \(formatBytes(done)) of \(formatBytes(total)) (\(percent)%), \(formatBytes(UInt64(rate)))/s"
+        var line = "\(program): \(formatBytes(done)) of \(formatBytes(total)) (\(percent)%), \(formatBytes(UInt64(rate)))/s"
         if rate > 0 && done < total {
             line += ", ETA \(formatDuration(Double(total - done) / rate))"
         }

@@ -56,6 +56,8 @@ public final class BackupVerifier {
     /// Files read before the manifest was known (single tarball): path, size, checksum state.
     private var pending: [(path: [UInt8], size: UInt64, crc: UInt32)] = []
     private let name: String
+    /// The first 8 bytes of global/pg_control (its system identifier), as they stream by.
+    var controlFilePrefix: [UInt8]?
 
     /// `manifest` is the backup directory's parsed manifest, or nil for a single tarball (whose last
     /// member is its manifest). `name` is the backup's path for messages.
@@ -77,6 +79,14 @@ public final class BackupVerifier {
         }
         for file in manifest.files where !seen.contains(file.path) {
             throw BackupProblem(.damaged, "file \"\(file.displayPath)\" is listed in the manifest of backup \"\(name)\" but is not in the backup")
+        }
+        // Version 2 (PostgreSQL 17): the manifest's system identifier is pg_control's, as
+        // pg_verifybackup checks.
+        if let expected = manifest.systemIdentifier, let prefix = controlFilePrefix, prefix.count == 8 {
+            let found = prefix.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+            guard found == expected else {
+                throw BackupProblem(.damaged, "the manifest of backup \"\(name)\" has system identifier \(expected), but global/pg_control has \(found)")
+            }
         }
     }
 
@@ -221,6 +231,7 @@ private final class TarballFeeder: TarEntryHandler {
     private var crc = CRC32C()
     private var sha: SHA256?
     private var manifestBytes: [UInt8]?
+    private var capturingControl = false
 
     init(tarball: BackupTarball, verifier: BackupVerifier, sink: any BackupEntrySink, singleTarball: Bool) {
         self.tarball = tarball
@@ -239,6 +250,8 @@ private final class TarballFeeder: TarEntryHandler {
             let isManifest = singleTarball && manifestPath.elementsEqual("backup_manifest".utf8)
             manifestBytes = isManifest ? [] : nil
             if !isManifest { try verifier.fileBegins(manifestPath, size: entry.size) }
+            capturingControl = tarball.tablespaceOID == nil && manifestPath.elementsEqual("global/pg_control".utf8)
+            if capturingControl { verifier.controlFilePrefix = [] }
         }
         try sink.entryBegins(BackupEntry(tar: entry, tarball: tarball, manifestPath: manifestPath))
     }
@@ -251,6 +264,9 @@ private final class TarballFeeder: TarEntryHandler {
                 throw BackupProblem(.damaged, "backup manifest in \"\(tarball.path)\" is too large")
             }
             manifestBytes?.append(contentsOf: bytes)
+        }
+        if capturingControl, let have = verifier.controlFilePrefix?.count, have < 8 {
+            verifier.controlFilePrefix?.append(contentsOf: bytes.prefix(8 - have))
         }
         size += UInt64(bytes.count)
         try sink.fileData(bytes)
