@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "walferry-restore", targets: ["walferry-restore"]),
         .executable(name: "walferry-cleanup", targets: ["walferry-cleanup"]),
         .executable(name: "walferry-backup", targets: ["walferry-backup"]),
+        .executable(name: "walferry-check", targets: ["walferry-check"]),
         // What the .deb installs for the first three: one binary answering to their names.
         .executable(name: "walferry", targets: ["walferry"]),
     ],
@@ -51,6 +52,10 @@ let package = Package(
         .executableTarget(name: "walferry", dependencies: ["WalferryTools"]),
         .executableTarget(
             name: "walferry-backup",
+            dependencies: ["WalferryCore", "WalferryCLI", "WalferryPostgres", argumentParser]
+        ),
+        .executableTarget(
+            name: "walferry-check",
             dependencies: ["WalferryCore", "WalferryCLI", "WalferryPostgres", argumentParser]
         ),
         .executableTarget(name: "walferry-bzip2-bench", dependencies: ["WalferryCore"], path: "bench/walferry-bzip2-bench"),

@@ -41,6 +41,13 @@ private func backupSortKey(_ name: String) -> (String, Int) {
 /// The first WAL segment the backup in `backupDirectory` needs, from its manifest's WAL-Ranges line
 /// (Timeline and Start-LSN) and the cluster's segment size.
 public func oldestNeededWALFile(backupDirectory: FilePath, segmentSize: UInt64) -> String? {
+    guard let range = manifestWALRange(backupDirectory: backupDirectory) else { return nil }
+    return walSegmentName(timeline: range.timeline, lsn: range.start, segmentSize: segmentSize)
+}
+
+/// The WAL range of the backup in `backupDirectory`, from its manifest's WAL-Ranges line: timeline,
+/// Start-LSN and End-LSN (nil for End-LSN when it cannot be read).
+public func manifestWALRange(backupDirectory: FilePath) -> (timeline: UInt32, start: UInt64, end: UInt64?)? {
     guard let manifest = try? readWholeFile(backupDirectory.appending("backup_manifest")) else { return nil }
     let text = String(decoding: manifest, as: UTF8.self)
     // { "Timeline": 1, "Start-LSN": "0/9000028", "End-LSN": "0/9000100" }
@@ -50,7 +57,8 @@ public func oldestNeededWALFile(backupDirectory: FilePath, segmentSize: UInt64) 
           timelineIndex + 1 < fields.count, startIndex + 2 < fields.count else { return nil }
     let timelineText = fields[timelineIndex + 1].filter { $0.isNumber }
     guard let timeline = UInt32(timelineText), let start = parseLSN(fields[startIndex + 2]) else { return nil }
-    return walSegmentName(timeline: timeline, lsn: start, segmentSize: segmentSize)
+    let end = fields.firstIndex(of: "End-LSN").flatMap { $0 + 2 < fields.count ? parseLSN(fields[$0 + 2]) : nil }
+    return (timeline, start, end)
 }
 
 /// Keeps the newest `keep` complete backups in `directory` and removes the others; then, with a WAL
