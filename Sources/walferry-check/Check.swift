@@ -240,6 +240,7 @@ struct CheckCommand: WalferryCommand {
             }
             do {
                 let (stats, now) = try primary.archiverStatistics()
+                primaryFacts?.lastArchivedWAL = stats.lastArchivedWAL
                 results.append(primaryArchiverCheck(stats, now: now))
             } catch {
                 results.append(CheckResult("primary.archiver", .critical, "could not read pg_stat_archiver: \(error.message)"))
@@ -318,6 +319,7 @@ struct CheckCommand: WalferryCommand {
             request.segmentSize = archiveIdentity?.segmentSize ?? primaryFacts?.segmentSize
             request.thresholds = thresholds
             request.deep = deep && isSelected("backups.deep")
+            request.jobs = jobs ?? onlineCPUCount
             request.now = Double(wallClockSeconds())
             results += runBackupChecks(request)
         } else {

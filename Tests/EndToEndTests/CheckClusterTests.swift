@@ -149,17 +149,32 @@ func standbyLabel(_ cluster: PostgresCluster) -> String { "\(cluster.socketDirec
         #expect(stale.status == 2 && stale.problems == ["backups.newest": "critical"], "\(stale.problems)\n\(stale.human)")
         try FileManager.default.moveItem(atPath: old, toPath: backup)
 
-        // 6. A backup whose WAL is missing: its first segment moved out of the archive (continuity,
-        // which starts at that backup, misses it too).
-        let manifest = try String(contentsOfFile: backup + "/backup_manifest", encoding: .utf8)
-        let start = try #require(manifest.split(separator: "\n").first { $0.hasPrefix("{ \"Timeline\"") })
-        let startLSN = try #require(start.split(separator: "\"").dropFirst(5).first)
-        let needed = try scene.primary.sql("SELECT pg_walfile_name('\(startLSN)'::pg_lsn + 1)") + ".bz2"
+        // 6. A backup whose WAL is missing. The first backup's WAL is in its tarball too
+        // (--wal-archive): without its first segment in the archive, only continuity (which starts at
+        // that backup) misses it. A backup taken without --wal-archive needs the archive's.
+        func firstSegment(_ backup: String) throws -> String {
+            let manifest = try String(contentsOfFile: backup + "/backup_manifest", encoding: .utf8)
+            let range = try #require(manifest.split(separator: "\n").first { $0.hasPrefix("{ \"Timeline\"") })
+            let startLSN = try #require(range.split(separator: "\"").dropFirst(5).first)
+            return try scene.primary.sql("SELECT pg_walfile_name('\(startLSN)'::pg_lsn + 1)") + ".bz2"
+        }
+        let needed = try firstSegment(backup)
         try FileManager.default.moveItem(atPath: scene.archive + "/" + needed, toPath: scene.folder.join(needed))
+        let inTarball = try runCheckInEveryFormat(arguments)
+        #expect(inTarball.status == 2 && inTarball.problems == ["archive.continuity": "critical"], "\(inTarball.problems)\n\(inTarball.human)")
+        #expect(inTarball.human.contains("the WAL of 1 backup is there"), "\(inTarball.human)")
+        try FileManager.default.moveItem(atPath: scene.folder.join(needed), toPath: scene.archive + "/" + needed)
+        let second = try runTool("walferry-backup", ["-d", ReplicationScene.conninfo(scene.primary), "-D", scene.primary.dataDirectory,
+                                                     "-o", scene.backups, "-c", "fast"])
+        #expect(second.status == 0, "\(second)")
+        let newest = try #require(try listDirectory(scene.backups).filter { !$0.hasPrefix(".") }.sorted().last)
+        let secondNeeds = try firstSegment(scene.backups + "/" + newest)
+        try FileManager.default.moveItem(atPath: scene.archive + "/" + secondNeeds, toPath: scene.folder.join(secondNeeds))
         let noWAL = try runCheckInEveryFormat(arguments)
         #expect(noWAL.status == 2 && noWAL.problems == ["backups.wal": "critical", "archive.continuity": "critical"],
                 "\(noWAL.problems)\n\(noWAL.human)")
-        try FileManager.default.moveItem(atPath: scene.folder.join(needed), toPath: scene.archive + "/" + needed)
+        #expect(noWAL.human.contains("1 segments neither in the archive nor in the tarball: \(newest) needs \(secondNeeds.dropLast(4))"), "\(noWAL.human)")
+        try FileManager.default.moveItem(atPath: scene.folder.join(secondNeeds), toPath: scene.archive + "/" + secondNeeds)
 
         // 7. A standby whose replay is paused: the lag grows (warning) and the smoke test times out.
         try scene.streaming.sql("SELECT pg_wal_replay_pause()")

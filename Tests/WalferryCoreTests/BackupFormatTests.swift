@@ -326,16 +326,9 @@ import TestSupport
                                           ("20260102T000000Z-2", "0/6000060"), ("20260103T000000Z", "0/8000028")]
         for (name, start) in starts {
             let dir = try folder.makeDirectory("backups/" + name)
-            try writeFile(dir + "/backup_manifest", Array("""
-                { "PostgreSQL-Backup-Manifest-Version": 1,
-                "Files": [
-                ],
-                "WAL-Ranges": [
-                { "Timeline": 1, "Start-LSN": "\(start)", "End-LSN": "0/9000000" }
-                ],
-                "Manifest-Checksum": "0"}
-
-                """.utf8))
+            // A real manifest (retention reads it through the catalogue, which checks its checksum).
+            try writeFile(dir + "/backup_manifest", BackupManifest(serverMajorVersion: 15, systemIdentifier: 1)
+                .encoded(timeline: 1, startLSN: parseLSN(start)!, endLSN: 0x900_0000))
         }
         try folder.makeDirectory("backups/20260104T000000Z")  // incomplete (no manifest): neither counted nor removed
         try writeFile(backups + "/.walferry-backup.lock", [])

@@ -150,10 +150,12 @@ public struct ContinuityOutcome: Sendable, Equatable {
 }
 
 /// Every segment from `start` (a segment number; nil: the oldest on the path) to the newest archived
-/// segment of the path's last timeline must be in the archive on the timeline the path reads it from.
-/// `ready` holds the names the primary still has as `.ready`.
+/// segment of the path's last timeline (or `archivedThrough`, the last segment the primary reports
+/// archived, when that is newer: a segment removed from the end of the archive is lost too) must be
+/// in the archive on the timeline the path reads it from. `ready` holds the names the primary still
+/// has as `.ready`.
 public func checkContinuity(segments: [UInt32: [UInt64: ArchiveListing.Forms]], path: [(timeline: UInt32, firstSegment: UInt64)],
-                            start: UInt64?, ready: Set<String>, segmentSize: WALSegmentSize) -> ContinuityOutcome {
+                            start: UInt64?, archivedThrough: UInt64? = nil, ready: Set<String>, segmentSize: WALSegmentSize) -> ContinuityOutcome {
     var outcome = ContinuityOutcome()
     guard let target = path.last?.timeline else { return outcome }
     // The newest segment: on the target timeline, or on the newest timeline of the path that has one.
@@ -165,6 +167,7 @@ public func checkContinuity(segments: [UInt32: [UInt64: ArchiveListing.Forms]], 
         }
     }
     _ = target
+    if let archivedThrough, archivedThrough > (last ?? 0) { last = archivedThrough }
     guard let last else { return outcome }
     var first = start
     if first == nil {
@@ -213,6 +216,8 @@ public struct PrimaryFacts: Sendable {
     public var segmentSize: WALSegmentSize
     /// The names still `.ready` in pg_wal/archive_status, when they could be read.
     public var ready: Set<String>?
+    /// pg_stat_archiver's last_archived_wal.
+    public var lastArchivedWAL: String?
 
     public init(systemIdentifier: UInt64, timeline: UInt32, segmentSize: WALSegmentSize, ready: Set<String>?) {
         self.systemIdentifier = systemIdentifier
@@ -311,7 +316,20 @@ public func runArchiveChecks(_ request: ArchiveCheckRequest) -> (checks: [CheckR
     let path = timelinePath(target: target, history: history, segmentSize: segmentSize)
     let start = (request.from ?? request.oldestBackupStart)?.segmentNumber(segmentSize: segmentSize)
     let ready = request.primary?.ready ?? []
-    let continuity = checkContinuity(segments: segments, path: path, start: start, ready: ready, segmentSize: segmentSize)
+    // The primary's last archived segment, when it is on the path's last timeline. A backup history
+    // file names the segment its backup started in, which the server may archive just after it: that
+    // segment is then still .ready (delayed, not lost); without the .ready list, the one before it.
+    var archivedThrough: UInt64?
+    if let last = request.primary?.lastArchivedWAL.flatMap({ WALFileName($0) }), last.timeline == path.last?.timeline,
+       let number = last.segmentNumber(segmentSize: segmentSize) {
+        switch last.kind {
+        case .segment: archivedThrough = number
+        case .backupHistory: archivedThrough = request.primary?.ready != nil ? number : (number > 0 ? number - 1 : nil)
+        case .partial, .timelineHistory: break
+        }
+    }
+    let continuity = checkContinuity(segments: segments, path: path, start: start, archivedThrough: archivedThrough, ready: ready,
+                                     segmentSize: segmentSize)
     let checked = continuity.expected.count
     let figures = [CheckFigure("archive_segments_checked", Double(checked), .count),
                    CheckFigure("archive_missing_segments", Double(continuity.lost.count), .count, critical: 0),

@@ -11,36 +11,48 @@ import Glibc
 /// The checks this file makes, in order.
 public let backupCheckNames = ["backups.newest", "backups.complete", "backups.wal", "backups.deep"]
 
-/// A backup directory, read once.
+/// A backup directory, read once through the backup catalogue (Backup/BackupCatalog.swift).
 public struct BackupDirectoryFacts: Sendable {
     public var path: String
     /// Why the directory could not be read, when it could not.
     public var problem: String?
-    /// The complete backups, oldest first.
-    public var complete: [String] = []
+    /// The complete backups whose manifest was read and verified, oldest first.
+    public var complete: [CatalogedBackup] = []
+    /// Complete backups whose manifest could not be read or is damaged: the catalogue's message.
+    public var damaged: [String] = []
     /// Backup-named directories without a backup_manifest.
     public var incomplete: [String] = []
     /// The first segment the oldest complete backup needs, when the segment size is known.
     public var oldestStart: WALFileName?
+
+    public var count: Int { complete.count + damaged.count }
 }
 
-/// Reads the backup directory: its complete and incomplete backups, and the oldest one's start.
+/// Reads the backup directory: its complete backups (each manifest read and verified), the damaged
+/// and incomplete ones, and the oldest one's start.
 public func readBackupDirectory(_ path: String, segmentSize: WALSegmentSize?) -> BackupDirectoryFacts {
     var facts = BackupDirectoryFacts(path: path)
     let names: [[UInt8]]
+    let complete: [String]
     do {
         names = try directoryNames(FilePath(path))
-        facts.complete = try completeBackups(in: path)
+        complete = try completeBackups(in: path)
     } catch {
         facts.problem = "could not read backup directory \"\(path)\": \(error)"
         return facts
     }
     facts.incomplete = names.filter(isBackupDirectoryName).map { String(decoding: $0, as: UTF8.self) }
-        .filter { !facts.complete.contains($0) }.sorted()
-    if let oldest = facts.complete.first,
-       let range = manifestWALRange(backupDirectory: FilePath(path).appending(oldest)) {
-        let size = segmentSize ?? .default
-        facts.oldestStart = WALFileName(timeline: range.timeline, segmentNumber: range.start / UInt64(size.bytes), segmentSize: size)
+        .filter { !complete.contains($0) }.sorted()
+    for name in complete {
+        do {
+            facts.complete.append(try CatalogedBackup(at: FilePath(path).appending(name)))
+        } catch {
+            facts.damaged.append(error.message)
+        }
+    }
+    let size = segmentSize ?? .default
+    if let oldest = facts.complete.first, let start = oldest.startSegment(segmentSize: UInt64(size.bytes)) {
+        facts.oldestStart = WALFileName(start)
     }
     return facts
 }
@@ -54,6 +66,7 @@ public struct BackupCheckRequest: Sendable {
     public var segmentSize: WALSegmentSize?
     public var thresholds = CheckThresholds()
     public var deep = false
+    public var jobs = onlineCPUCount
     /// The time to measure ages against, in seconds since the epoch.
     public var now: Double = 0
 
@@ -61,24 +74,6 @@ public struct BackupCheckRequest: Sendable {
         self.path = path
         self.facts = facts
     }
-}
-
-/// The start time of a backup from its directory name ("20250131T235959Z", "…Z-2"), in seconds since
-/// the epoch.
-public func backupStartTime(_ name: String) -> Double? {
-    let bytes = Array(name.utf8)
-    guard isBackupDirectoryName(bytes) else { return nil }
-    func number(_ range: Range<Int>) -> Int32? { Int32(String(decoding: bytes[range], as: UTF8.self)) }
-    guard let year = number(0..<4), let month = number(4..<6), let day = number(6..<8),
-          let hour = number(9..<11), let minute = number(11..<13), let second = number(13..<15) else { return nil }
-    var parts = tm()
-    parts.tm_year = year - 1900
-    parts.tm_mon = month - 1
-    parts.tm_mday = day
-    parts.tm_hour = hour
-    parts.tm_min = minute
-    parts.tm_sec = second
-    return Double(timegm(&parts))
 }
 
 /// backups.newest, backups.complete, backups.wal and backups.deep.
@@ -91,14 +86,14 @@ public func runBackupChecks(_ request: BackupCheckRequest) -> [CheckResult] {
     }
     var checks: [CheckResult] = []
 
-    // The newest complete backup, and the count.
+    // The newest complete backup (by the start time its name records), and the count.
     let count = facts.complete.count
-    if let newest = facts.complete.last, let started = backupStartTime(newest) {
-        let age = max(0, request.now - started)
+    if let newest = facts.complete.last, let started = newest.nameTime {
+        let age = max(0, request.now - Double(started))
         let threshold = request.thresholds.backupAge
         var status = threshold.judge(age)
         if count < request.thresholds.minimumBackups && status == .ok { status = .warning }
-        checks.append(CheckResult("backups.newest", status, "\(count) complete backups, the newest \(newest) started \(describeDuration(age)) ago",
+        checks.append(CheckResult("backups.newest", status, "\(plural(count, "complete backup")), the newest \(newest.id) started \(describeDuration(age)) ago",
                                   hints: ["Is walferry-backup's cron job running? Its mail says why it failed."],
                                   figures: [CheckFigure("backups_complete", Double(count), .count),
                                             CheckFigure("backup_newest_age", age, .seconds, warning: threshold.warning, critical: threshold.critical)],
@@ -109,76 +104,116 @@ public func runBackupChecks(_ request: BackupCheckRequest) -> [CheckResult] {
                                   figures: [CheckFigure("backups_complete", 0, .count)], labels: labels))
     }
 
-    // Every backup whole: its manifest, its tarballs.
-    var broken: [String] = facts.incomplete.map { "\($0) has no backup_manifest" }
-    for name in facts.complete {
-        let directory = FilePath(request.path).appending(name)
-        for tarball in expectedTarballs(backupDirectory: directory) {
-            if (try? entryStatus(directory.appending(tarball)))?.kind != .regular { broken.append("\(name) has no \(tarball)") }
+    // Every backup whole: its manifest (read and verified by the catalogue), its tarballs.
+    var broken = facts.incomplete.map { "\($0) has no backup_manifest" } + facts.damaged
+    for backup in facts.complete {
+        var tarballs = backup.tarballs.map(\.path)
+        // A tablespace the manifest lists files under must have its tarball.
+        var oids: Set<String> = []
+        for file in backup.manifest?.files ?? [] where file.path.starts(with: Array("pg_tblspc/".utf8)) {
+            let oid = file.path.dropFirst(10).prefix { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
+            if !oid.isEmpty { oids.insert(String(decoding: oid, as: UTF8.self)) }
+        }
+        for oid in oids.sorted() where !tarballs.contains(backup.path.appending("\(oid).tar.bz2")) {
+            tarballs.append(backup.path.appending("\(oid).tar.bz2"))
+        }
+        for tarball in tarballs where (try? entryStatus(tarball))?.kind != .regular {
+            broken.append("\(backup.id) has no \(String(decoding: tarball.lastComponent, as: UTF8.self))")
         }
     }
     if broken.isEmpty {
         checks.append(CheckResult("backups.complete", count == 0 ? .skipped : .ok,
-                                  count == 0 ? "no complete backup" : "\(count) backups, each with its backup_manifest and tarballs", labels: labels))
+                                  count == 0 ? "no complete backup" : "\(plural(count, "backup")), each with its verified backup_manifest and its tarballs",
+                                  labels: labels))
     } else {
         checks.append(CheckResult("backups.complete", .critical, "\(broken.count) damaged: \(nameList(broken))",
                                   hints: ["A backup without its manifest or a tarball cannot be restored; take a new one and remove it."],
                                   figures: [CheckFigure("backups_damaged", Double(broken.count), .count, critical: 0)], labels: labels))
     }
 
-    // The WAL each backup needs, from its start to its stop, in the archive.
+    // The WAL each backup needs, from its start to its stop: in the archive, or else in its tarball.
     if let listing = request.archiveListing, let size = request.segmentSize {
         let segments = listing.segments(segmentSize: size)
         var missing: [String] = []
         var unreadable: [String] = []
-        for name in facts.complete {
-            guard let range = manifestWALRange(backupDirectory: FilePath(request.path).appending(name)), let end = range.end,
-                  let needed = walSegmentsNeeded(timeline: range.timeline, startLSN: range.start, stopLSN: end, segmentSize: UInt64(size.bytes)) else {
-                unreadable.append(name)
+        for backup in facts.complete {
+            guard let needed = backup.segmentsNeeded(segmentSize: UInt64(size.bytes)) else {
+                unreadable.append(backup.id)
                 continue
             }
-            for segment in needed {
-                guard let parsed = WALFileName(segment), let number = parsed.segmentNumber(segmentSize: size) else { continue }
-                if segments[parsed.timeline]?[number] == nil { missing.append("\(name) needs \(segment)") }
+            let notArchived = needed.filter { segment in
+                guard let parsed = WALFileName(segment), let number = parsed.segmentNumber(segmentSize: size) else { return true }
+                return segments[parsed.timeline]?[number] == nil
             }
+            guard !notArchived.isEmpty else { continue }
+            // Not in the archive: walferry-backup --wal-archive copies it into base.tar.bz2's pg_wal.
+            let inTarball = walInBaseTarball(backup, jobs: request.jobs)
+            missing += notArchived.filter { !inTarball.contains($0) }.map { "\(backup.id) needs \($0)" }
         }
         let figures = [CheckFigure("backups_missing_wal", Double(missing.count), .count, critical: 0)]
         if !unreadable.isEmpty {
             checks.append(CheckResult("backups.wal", .critical, "no WAL range in the backup_manifest of \(nameList(unreadable))",
                                       hints: ["walferry-backup writes it; was the manifest edited or truncated?"], figures: figures, labels: labels))
         } else if !missing.isEmpty {
-            checks.append(CheckResult("backups.wal", .critical, "\(missing.count) segments missing from the archive: \(nameList(missing))",
+            checks.append(CheckResult("backups.wal", .critical, "\(missing.count) segments neither in the archive nor in the tarball: \(nameList(missing))",
                                       hints: ["Without them the backup cannot be made consistent; take a new backup now."],
                                       figures: figures, labels: labels))
         } else {
             checks.append(CheckResult("backups.wal", count == 0 ? .skipped : .ok,
-                                      count == 0 ? "no complete backup" : "the WAL of all \(count) backups is in the archive", figures: figures, labels: labels))
+                                      count == 0 ? "no complete backup" : "the WAL of \(plural(count, "backup")) is there", figures: figures, labels: labels))
         }
     } else {
         checks.append(CheckResult("backups.wal", .skipped, request.archive == nil ? "needs the archive (-A)" : "the archive could not be read", labels: labels))
     }
 
-    checks.append(CheckResult("backups.deep", .skipped,
-                              request.deep ? "not yet implemented: --deep backup verification against the manifest's checksums" : "needs --deep",
-                              labels: labels))
+    // --deep: the newest backup's tarballs read, every file checked against the manifest.
+    if !request.deep {
+        checks.append(CheckResult("backups.deep", .skipped, "needs --deep", labels: labels))
+    } else if let newest = facts.complete.last {
+        let started = monotonicSeconds()
+        let verifier = BackupVerifier(manifest: newest.manifest, name: newest.path.description)
+        do throws(BackupProblem) {
+            for tarball in newest.tarballs {
+                try readBackupTarball(tarball, verifier: verifier, sink: DiscardingBackupSink(), jobs: request.jobs)
+            }
+            try verifier.finish()
+            let files = newest.manifest?.files.count ?? 0
+            checks.append(CheckResult("backups.deep", .ok,
+                                      "\(newest.id): \(plural(files, "file")) of \(plural(newest.tarballs.count, "tarball")) match the manifest (\(describeDuration(monotonicSeconds() - started)))",
+                                      figures: [CheckFigure("backup_verified_files", Double(files), .count)], labels: labels))
+        } catch {
+            checks.append(CheckResult("backups.deep", .critical, "\(newest.id): \(error.message)",
+                                      hints: error.hints.isEmpty ? ["The newest backup cannot be restored as it is: take a new backup now."] : error.hints,
+                                      labels: labels))
+        }
+    } else {
+        checks.append(CheckResult("backups.deep", .skipped, "no complete backup", labels: labels))
+    }
     return checks
 }
 
-/// The tarballs a backup must hold: base.tar.bz2, and <oid>.tar.bz2 for each tablespace its manifest
-/// lists files under (pg_tblspc/<oid>/...).
-func expectedTarballs(backupDirectory: FilePath) -> [String] {
-    var tarballs = ["base.tar.bz2"]
-    guard let manifest = try? readWholeFile(backupDirectory.appending("backup_manifest")) else { return tarballs }
-    var oids: Set<String> = []
-    let marker = Array("\"Path\": \"pg_tblspc/".utf8)
-    for line in manifest.split(separator: UInt8(ascii: "\n")) {
-        guard let start = line.firstRange(of: marker)?.upperBound else { continue }
-        let oid = line[start...].prefix { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
-        if !oid.isEmpty { oids.insert(String(decoding: oid, as: UTF8.self)) }
+/// The WAL segment names in a backup's base.tar.bz2 (pg_wal/), read through the shared tarball
+/// reader; empty when it cannot be read (the caller then reports the segments as missing).
+func walInBaseTarball(_ backup: CatalogedBackup, jobs: Int) -> Set<String> {
+    final class Recorder: BackupEntrySink {
+        var names: Set<String> = []
+        func entryBegins(_ entry: BackupEntry) throws(BackupProblem) {
+            let path = entry.manifestPath
+            let prefix = Array("pg_wal/".utf8)
+            guard path.count == prefix.count + 24, path.starts(with: prefix) else { return }
+            names.insert(String(decoding: path.dropFirst(prefix.count), as: UTF8.self))
+        }
+        func fileData(_ bytes: UnsafeRawBufferPointer) throws(BackupProblem) {}
+        func fileEnds() throws(BackupProblem) {}
     }
-    tarballs += oids.sorted().map { "\($0).tar.bz2" }
-    return tarballs
+    guard let base = backup.tarballs.first else { return [] }
+    let recorder = Recorder()
+    try? readBackupTarball(base, verifier: BackupVerifier(manifest: backup.manifest, name: backup.path.description), sink: recorder, jobs: jobs)
+    return recorder.names
 }
+
+/// "1 backup", "3 backups".
+func plural(_ count: Int, _ noun: String) -> String { "\(count) \(noun)\(count == 1 ? "" : "s")" }
 
 // MARK: - --switch's wait, and the textfile
 
