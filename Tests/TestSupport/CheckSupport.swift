@@ -106,17 +106,18 @@ public final class ReplicationScene: @unchecked Sendable {
 // MARK: - The parsers
 
 /// Parses Prometheus text with prometheus_client's own parser (text_string_to_metric_families) and
-/// returns every sample as `name{label="value",...} value` with labels sorted, one a line; throws
+/// returns every sample as `name{label="value",...} value` with labels sorted and their values
+/// written as JSON strings (so that an escaped newline stays one line), one a line; throws
 /// with the parser's error when the text is not valid. Debian's python3 is used, with
 /// python3-prometheus-client, which scripts/setup installs: a missing parser fails the test.
 public func parsePrometheusText(_ text: String) throws -> [String] {
     let script = """
-        import sys
+        import json, sys
         from prometheus_client.parser import text_string_to_metric_families
         for family in text_string_to_metric_families(sys.stdin.read()):
             assert family.type == "gauge", family
             for s in family.samples:
-                labels = ",".join('%s="%s"' % (k, v) for k, v in sorted(s.labels.items()))
+                labels = ",".join('%s=%s' % (k, json.dumps(v)) for k, v in sorted(s.labels.items()))
                 value = int(s.value) if s.value == int(s.value) else s.value
                 print("%s{%s} %s" % (s.name, labels, value))
         """

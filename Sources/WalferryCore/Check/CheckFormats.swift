@@ -91,6 +91,7 @@ extension String {
 func nagiosPerfdata(_ check: CheckResult, _ figure: CheckFigure) -> String {
     var label = figure.name
     if !check.labels.isEmpty { label += "[" + check.labels.map(\.1).joined(separator: ",") + "]" }
+    label = String(label.map { $0.isNewline ? " " : $0 })
     let plain = label.unicodeScalars.allSatisfy { $0.properties.isASCIIHexDigit || ("a"..."z").contains($0) || ("A"..."Z").contains($0) || "_.-".unicodeScalars.contains($0) }
     let quoted = plain ? label : "'" + label.replacingQuotes() + "'"
     let unit: String

@@ -116,9 +116,10 @@ public struct CheckResult: Sendable, Equatable {
         self.labels = labels
     }
 
-    /// The name with its subject, for people: `standby.lag[/tmp/sock:5432]`.
+    /// The name with its subject, for people, on one line: `standby.lag[/tmp/sock:5432]`.
     public var displayName: String {
-        labels.isEmpty ? name : name + "[" + labels.map(\.1).joined(separator: ",") + "]"
+        let text = labels.isEmpty ? name : name + "[" + labels.map(\.1).joined(separator: ",") + "]"
+        return String(text.map { $0.isNewline ? " " : $0 })
     }
 
     public static func == (a: CheckResult, b: CheckResult) -> Bool {
