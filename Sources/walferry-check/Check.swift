@@ -36,9 +36,9 @@ struct CheckCommand: WalferryCommand {
 
             For Nagios:
               walferry-check -d 'host=db1' -A /mnt/archive -B /mnt/backups --format nagios
-            For node_exporter's textfile collector, from cron:
-              */5 * * * * walferry-check -d 'host=db1' -A /mnt/archive --textfile \\
-                /var/lib/prometheus/node-exporter/walferry.prom >/dev/null
+            For node_exporter's textfile collector, from the database host's crontab:
+              T=/var/lib/prometheus/node-exporter/walferry.prom
+              */5 * * * * walferry-check -d postgres -A /mnt/archive --textfile $T >/dev/null
 
             Exit status: 0 every check ok, 1 warning, 2 critical (a server, standby, archive or \
             backup directory that cannot be reached or read is critical), 3 unknown (usage error, \

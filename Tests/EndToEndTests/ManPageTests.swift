@@ -9,7 +9,7 @@ import Testing
 import TestSupport
 
 @Suite struct ManPageTests {
-    static let tools = ["walferry-archive", "walferry-backup", "walferry-cleanup", "walferry-restore"]
+    static let tools = ["walferry-archive", "walferry-backup", "walferry-check", "walferry-cleanup", "walferry-restore"]
 
     /// The sections every page has, in mdoc's conventional order (mandoc warns about another order).
     static let requiredSections = ["NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "ENVIRONMENT", "FILES", "EXIT STATUS",
@@ -184,6 +184,9 @@ import TestSupport
             "walferry-backup": (["15 2 * * * walferry-backup -D /var/lib/postgresql/15/main -o /mnt/backups --wal-archive /mnt/archive --keep 7",
                                  "tar -xjf", "recovery.signal", "restore_command = 'walferry-restore --pitr /mnt/archive/%f %p'"],
                                 [".walferry-backup.lock", ".walferry-backup-partial-", "base.tar.bz2", "backup_manifest"]),
+            "walferry-check": (["command_line walferry-check --format nagios", "chronic walferry-check -A /mnt/archive -B /mnt/backups --deep",
+                                "--textfile $T", "walferry_check_status"],
+                               ["walferry.identity", "backup_manifest", ".walferry-tmp"]),
         ]
         let expected = try #require(wanted[tool])
         for line in expected.examples {
