@@ -190,8 +190,8 @@ struct CheckCommand: WalferryCommand {
         var status = report.exitStatus
         if let textfile, let problem = writeTextfile(formatPrometheus(report), to: textfile) {
             console.error(problem)
-            // The run's result stands; a textfile that cannot be written is at least unknown.
-            if status.rawValue < CheckExitStatus.unknown.rawValue { status = .unknown }
+            // The run's result stands; a textfile that cannot be written makes an ok or warning run unknown.
+            if status == .ok || status == .warning { status = .unknown }
         }
         return status
     }
