@@ -130,6 +130,16 @@ func standbyLabel(_ cluster: PostgresCluster) -> String { "\(cluster.socketDirec
         #expect(deep.status == 2 && deep.problems == ["archive.deep": "critical"], "\(deep.problems)\n\(deep.human)")
         #expect(deep.human.contains("could not decompress file \"\(damaged)\""), "\(deep.human)")
         try original.write(to: URL(fileURLWithPath: damaged))
+        // The same in the newest backup's tarball: only --deep reads it, against the manifest.
+        let tarball = try scene.backupDirectory() + "/base.tar.bz2"
+        let tarBytes = try Data(contentsOf: URL(fileURLWithPath: tarball))
+        var damagedTar = tarBytes
+        damagedTar[damagedTar.count / 2] ^= 0x55
+        try damagedTar.write(to: URL(fileURLWithPath: tarball))
+        let deepBackup = try runCheckInEveryFormat(arguments + ["--deep"])
+        #expect(deepBackup.status == 2 && deepBackup.problems == ["backups.deep": "critical"], "\(deepBackup.problems)\n\(deepBackup.human)")
+        #expect(deepBackup.human.contains("could not decompress file \"\(tarball)\""), "\(deepBackup.human)")
+        try tarBytes.write(to: URL(fileURLWithPath: tarball))
 
         // 4. Another cluster's identity record.
         let identity = scene.archive + "/walferry.identity"

@@ -131,7 +131,7 @@ public func parsePrometheusText(_ text: String) throws -> [String] {
 /// The Nagios plugin guidelines' output: the first line is `WALFERRY STATUS - text`, optionally
 /// followed by ` | ` and space-separated perfdata items `'label'=value[UOM];[warn];[crit];[min];[max]`
 /// (UOM one of s, us, ms, %, B, KB, MB, TB, c; a label with spaces or = quoted in single quotes, a
-/// quote in it doubled). Returns why `output` breaks that grammar, or nil.
+/// quote in it doubled; labels unique). Returns why `output` breaks that grammar, or nil.
 public func nagiosGrammarProblem(_ output: String) -> String? {
     guard let line = output.split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init) else { return "no output" }
     let head = try! NSRegularExpression(pattern: #"^WALFERRY (OK|WARNING|CRITICAL|UNKNOWN) - ([^|]+?)(?: \| (.*))?$"#)
@@ -145,5 +145,10 @@ public func nagiosGrammarProblem(_ output: String) -> String? {
     if all.firstMatch(in: perfdata, range: NSRange(perfdata.startIndex..., in: perfdata)) == nil {
         return "the perfdata break the plugin guidelines' grammar: \(perfdata)"
     }
+    let label = try! NSRegularExpression(pattern: item.replacingOccurrences(of: "(?:'(?:[^'=]|'')+'|[^'= ]+)=", with: "('(?:[^'=]|'')+'|[^'= ]+)="))
+    let labels = label.matches(in: perfdata, range: NSRange(perfdata.startIndex..., in: perfdata)).compactMap {
+        Range($0.range(at: 1), in: perfdata).map { String(perfdata[$0]) }
+    }
+    if Set(labels).count != labels.count { return "a perfdata label is given twice: \(labels)" }
     return nil
 }

@@ -41,7 +41,7 @@ struct CheckTests {
         let text = formatNagios(Self.report)
         #expect(nagiosGrammarProblem(text) == nil, "\(nagiosGrammarProblem(text) ?? "")")
         let lines = text.split(separator: "\n").map(String.init)
-        #expect(lines[0] == #"WALFERRY CRITICAL - archive.continuity[/mnt/archive]: 1 of 9 segments missing: 000000010000000000000005; standby.lag[db2 'x'="y"\z w:5432]: 2 MB behind / "quoted" | archiver_failed=0 'archive_missing_segments[/mnt/archive]'=1;;0 'standby_replay_lag[db2 ''x''_"y"\z w:5432]'=2097152B;1048576;1073741824 'standby_replay_lag[db2 ''x''_"y"\z w:5432]'=1.25s"#, "\(lines[0])")
+        #expect(lines[0] == #"WALFERRY CRITICAL - archive.continuity[/mnt/archive]: 1 of 9 segments missing: 000000010000000000000005; standby.lag[db2 'x'="y"\z w:5432]: 2 MB behind / "quoted" | archiver_failed=0 'archive_missing_segments[/mnt/archive]'=1;;0 'standby_replay_lag_bytes[db2 ''x''_"y"\z w:5432]'=2097152B;1048576;1073741824 'standby_replay_lag_seconds[db2 ''x''_"y"\z w:5432]'=1.25s"#, "\(lines[0])")
         // No newline may break the status line, and "|" appears once, before the perfdata.
         #expect(lines[0].filter { $0 == "|" }.count == 1, "\(lines[0])")
         #expect(lines.count == 5, "\(lines)")
@@ -60,6 +60,8 @@ struct CheckTests {
         #expect(nagiosGrammarProblem("WALFERRY OK - fine | a b=1\n") != nil)
         #expect(nagiosGrammarProblem("WALFERRY OK - fine | a=1parsecs\n") != nil)
         #expect(nagiosGrammarProblem("WALFERRY OK - fine | a=\n") != nil)
+        #expect(nagiosGrammarProblem("WALFERRY OK - fine | a=1 'b c'=2 a=3\n")?.hasPrefix("a perfdata label is given twice: ") == true)
+        #expect(nagiosGrammarProblem("WALFERRY OK - fine | a=1 'b c'=2 'a b'=3\n") == nil)
     }
 
     @Test func prometheusFormatIsReadByPrometheusClient() throws {
@@ -116,7 +118,7 @@ struct CheckTests {
         #expect(parseDuration("-1") == nil && parseDuration("h") == nil && parseDuration("10 min") == nil && parseDuration("1w") == nil)
         #expect(parseSize("64MB") == 67_108_864 && parseSize("1GB") == 1_073_741_824 && parseSize("512kB") == 524_288 && parseSize("100") == 100)
         #expect(parseSize("64mb") == nil && parseSize("") == nil)
-        #expect(describeDuration(3.04) == "3 s" && describeDuration(125) == "2 min 5 s" && describeDuration(7500) == "2 h 5 min")
+        #expect(describeDuration(0.0567) == "57 ms" && describeDuration(3.04) == "3 s" && describeDuration(125) == "2 min 5 s" && describeDuration(7500) == "2 h 5 min")
         #expect(describeBytes(0) == "0 bytes" && describeBytes(3_250_000) == "3.1 MB")
         #expect(formatNumber(2) == "2" && formatNumber(1.25) == "1.25" && formatNumber(1.0 / 3) == "0.333" && formatNumber(.nan) == "0")
     }

@@ -89,7 +89,8 @@ extension String {
 /// `'label'=value[UOM];[warn];[crit]`. The label is the figure's name with its subject; it is quoted
 /// when it holds anything but letters, digits and `_.-`, and a quote in it is doubled.
 func nagiosPerfdata(_ check: CheckResult, _ figure: CheckFigure) -> String {
-    var label = figure.name
+    // The metric's name, unit included, so that a figure in bytes and one in seconds get two labels.
+    var label = String(figure.metricName.dropFirst("walferry_".count))
     if !check.labels.isEmpty { label += "[" + check.labels.map(\.1).joined(separator: ",") + "]" }
     label = String(label.map { $0.isNewline ? " " : $0 })
     let plain = label.unicodeScalars.allSatisfy { $0.properties.isASCIIHexDigit || ("a"..."z").contains($0) || ("A"..."Z").contains($0) || "_.-".unicodeScalars.contains($0) }
@@ -130,14 +131,16 @@ public func formatNumber(_ value: Double) -> String {
 // MARK: - JSON
 
 /// `{"status": "...", "exit_status": N, "checks": [{"name", "status", "message", "hints", "labels",
-/// "figures": {"metric_name": value}}]}`, on one line.
+/// "figures": {"metric_name": value}}]}`, on one line; hints only for problems.
 public func formatJSON(_ report: CheckReport) -> String {
     func string(_ text: String) -> String { String(decoding: jsonString(Array(text.utf8)), as: UTF8.self) }
     var out = "{\"status\": \(string(report.status.rawValue)), \"exit_status\": \(report.exitStatus.rawValue), \"checks\": ["
     for (index, check) in report.checks.enumerated() {
         if index > 0 { out += ", " }
         out += "{\"name\": \(string(check.name)), \"status\": \(string(check.status.rawValue)), \"message\": \(string(check.message))"
-        out += ", \"hints\": [" + check.hints.map(string).joined(separator: ", ") + "]"
+        // Hints are for problems, as in the other formats.
+        let hints = check.status == .ok || check.status == .skipped ? [] : check.hints
+        out += ", \"hints\": [" + hints.map(string).joined(separator: ", ") + "]"
         out += ", \"labels\": {" + check.labels.map { "\(string($0.0)): \(string($0.1))" }.joined(separator: ", ") + "}"
         out += ", \"figures\": {" + check.figures.map { figure in
             "\(string(String(figure.metricName.dropFirst("walferry_".count)))): \(formatNumber(figure.value))"

@@ -260,8 +260,9 @@ public func standbySmokeCheck(_ outcome: SmokeOutcome, messageLSN: UInt64, label
 
 // MARK: - Formatting figures in messages
 
-/// "3 s", "1.5 s", "4 min 2 s", "3 h 20 min", "2 d 4 h".
+/// "57 ms", "3 s", "1.5 s", "4 min 2 s", "3 h 20 min", "2 d 4 h".
 public func describeDuration(_ seconds: Double) -> String {
+    if seconds < 1 { return "\(Int((seconds * 1000).rounded())) ms" }
     if seconds < 60 { return formatNumber((seconds * 10).rounded() / 10) + " s" }
     let whole = Int64(seconds.rounded())
     if whole < 3600 { return "\(whole / 60) min \(whole % 60) s" }
