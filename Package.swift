@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "walferry-cleanup", targets: ["walferry-cleanup"]),
         .executable(name: "walferry-backup", targets: ["walferry-backup"]),
         .executable(name: "walferry-recover", targets: ["walferry-recover"]),
+        .executable(name: "walferry-check", targets: ["walferry-check"]),
         // What the .deb installs for the first three: one binary answering to their names.
         .executable(name: "walferry", targets: ["walferry"]),
     ],
@@ -56,6 +57,10 @@ let package = Package(
         ),
         // walferry-recover connects to no server: no WalferryPostgres, no libpq.
         .executableTarget(name: "walferry-recover", dependencies: ["WalferryCore", "WalferryCLI", argumentParser]),
+        .executableTarget(
+            name: "walferry-check",
+            dependencies: ["WalferryCore", "WalferryCLI", "WalferryPostgres", argumentParser]
+        ),
         .executableTarget(name: "walferry-bzip2-bench", dependencies: ["WalferryCore"], path: "bench/walferry-bzip2-bench"),
 
         // Tests

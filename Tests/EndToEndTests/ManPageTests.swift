@@ -9,7 +9,7 @@ import Testing
 import TestSupport
 
 @Suite struct ManPageTests {
-    static let tools = ["walferry-archive", "walferry-backup", "walferry-cleanup", "walferry-restore", "walferry-recover"]
+    static let tools = ["walferry-archive", "walferry-backup", "walferry-check", "walferry-cleanup", "walferry-restore", "walferry-recover"]
 
     /// The sections every page has, in mdoc's conventional order (mandoc warns about another order).
     static let requiredSections = ["NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "ENVIRONMENT", "FILES", "EXIT STATUS",
@@ -187,6 +187,9 @@ import TestSupport
             "walferry-recover": (["--standby --wal-archive /mnt/archive", "restore_command = 'walferry-restore --standby /mnt/archive/%f %p'",
                                   "recovery.signal", "restore_command = 'walferry-restore --pitr /mnt/archive/%f %p'"],
                                  [".walferry-recover-partial", "walferry-recover-old-", "postgresql.auto.conf", "standby.signal"]),
+            "walferry-check": (["command_line walferry-check --format nagios", "chronic walferry-check -A /mnt/archive -B /mnt/backups --deep",
+                                "--textfile $T", "walferry_check_status"],
+                               ["walferry.identity", "backup_manifest", ".walferry-tmp"]),
         ]
         let expected = try #require(wanted[tool])
         for line in expected.examples {

@@ -85,9 +85,9 @@ import Testing
 
     @Test func timelineHistories() {
         let history = timelineHistory(Array("1\t0/3000000\tno recovery target specified\n\n2\t0/5000000\tbefore 2026\n".utf8), timeline: 3)
-        #expect(history == [TimelineHistoryEntry(timeline: 1, begin: 0, end: 0x300_0000),
-                            TimelineHistoryEntry(timeline: 2, begin: 0x300_0000, end: 0x500_0000),
-                            TimelineHistoryEntry(timeline: 3, begin: 0x500_0000, end: nil)])
+        #expect(history == [TimelineRange(timeline: 1, begin: 0, end: 0x300_0000),
+                            TimelineRange(timeline: 2, begin: 0x300_0000, end: 0x500_0000),
+                            TimelineRange(timeline: 3, begin: 0x500_0000, end: nil)])
         #expect(timelineHistory(Array("1\t0/3000000".utf8), timeline: 2) == nil)
     }
 }

@@ -69,15 +69,36 @@ public func checkArchivedSegment(_ name: WALFileName, contents: UnsafeRawBufferP
     }
 }
 
+/// One line of a timeline history file: timeline `parent` ended at `switchpoint`.
+public struct TimelineHistoryEntry: Sendable, Equatable {
+    public let parent: UInt32
+    public let switchpoint: UInt64
+}
+
 /// Why `bytes` is not a timeline history file for `timeline` that the server will accept, or nil.
 /// The server's rules (readTimeLineHistory): blank lines and `#` comments are skipped; every other
 /// line is `parentTLI<TAB>%X/%X` and an optional reason; the parents increase and are below the
 /// file's own timeline. walferry adds that the file ends with a newline, as the server writes it, so
 /// that a truncated copy is caught.
 public func timelineHistoryProblem(_ bytes: [UInt8], timeline: UInt32) -> String? {
-    guard !bytes.isEmpty else { return "file is empty" }
-    guard bytes.last == UInt8(ascii: "\n") else { return "file does not end with a newline (truncated?)" }
-    var last: UInt32?
+    switch parseTimelineHistory(bytes, timeline: timeline) {
+    case .success: nil
+    case .failure(let problem): problem.reason
+    }
+}
+
+/// Why a timeline history file was refused (timelineHistoryProblem).
+public struct TimelineHistoryProblem: Error, Sendable, Equatable {
+    public let reason: String
+}
+
+/// The entries of a timeline history file for `timeline`, oldest first, by the rules of
+/// timelineHistoryProblem.
+public func parseTimelineHistory(_ bytes: [UInt8], timeline: UInt32) -> Result<[TimelineHistoryEntry], TimelineHistoryProblem> {
+    func problem(_ reason: String) -> Result<[TimelineHistoryEntry], TimelineHistoryProblem> { .failure(TimelineHistoryProblem(reason: reason)) }
+    guard !bytes.isEmpty else { return problem("file is empty") }
+    guard bytes.last == UInt8(ascii: "\n") else { return problem("file does not end with a newline (truncated?)") }
+    var entries: [TimelineHistoryEntry] = []
     var number = 0
     for line in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).dropLast() {
         number += 1
@@ -85,17 +106,17 @@ public func timelineHistoryProblem(_ bytes: [UInt8], timeline: UInt32) -> String
         if content.isEmpty || content.first == UInt8(ascii: "#") { continue }
         let fields = line.split(separator: 0x09, maxSplits: 2, omittingEmptySubsequences: false)
         guard let tliText = fields.first, let tli = UInt32(String(decoding: tliText, as: UTF8.self)) else {
-            return "line \(number): expected a numeric timeline ID"
+            return problem("line \(number): expected a numeric timeline ID")
         }
-        guard fields.count >= 2, parseLSN(String(decoding: fields[1], as: UTF8.self)) != nil else {
-            return "line \(number): expected a write-ahead log switchpoint location"
+        guard fields.count >= 2, let switchpoint = parseLSN(String(decoding: fields[1], as: UTF8.self)) else {
+            return problem("line \(number): expected a write-ahead log switchpoint location")
         }
-        if let last, tli <= last { return "line \(number): timeline IDs must be in increasing sequence" }
-        last = tli
+        if let last = entries.last, tli <= last.parent { return problem("line \(number): timeline IDs must be in increasing sequence") }
+        entries.append(TimelineHistoryEntry(parent: tli, switchpoint: switchpoint))
     }
-    guard let last else { return "file lists no parent timeline" }
-    guard last < timeline else { return "timeline IDs must be less than the file's own timeline \(timeline)" }
-    return nil
+    guard let last = entries.last else { return problem("file lists no parent timeline") }
+    guard last.parent < timeline else { return problem("timeline IDs must be less than the file's own timeline \(timeline)") }
+    return .success(entries)
 }
 
 /// The largest timeline history file walferry accepts (the server's are a line per timeline switch).

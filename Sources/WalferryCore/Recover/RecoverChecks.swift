@@ -24,30 +24,26 @@ func livePostmasterPID(in directory: FilePath) -> Int32? {
     return nil
 }
 
-/// One line of a timeline history file: `parent` was current up to `switchpoint`.
-struct TimelineHistoryEntry: Equatable {
+/// A timeline of a target timeline's history and the WAL range it was current for.
+struct TimelineRange: Equatable {
     let timeline: UInt32
     let begin: UInt64
+    /// Where the next timeline forked off; nil for the target timeline itself.
     let end: UInt64?
 }
 
 /// The timelines a target timeline descends from, each with its LSN range (the server's
-/// readTimeLineHistory).
-func timelineHistory(_ bytes: [UInt8], timeline: UInt32) -> [TimelineHistoryEntry]? {
-    guard timelineHistoryProblem(bytes, timeline: timeline) == nil else { return nil }
-    var entries: [TimelineHistoryEntry] = []
+/// readTimeLineHistory), from the history file as WALChecks parses it.
+func timelineHistory(_ bytes: [UInt8], timeline: UInt32) -> [TimelineRange]? {
+    guard case .success(let entries) = parseTimelineHistory(bytes, timeline: timeline) else { return nil }
+    var ranges: [TimelineRange] = []
     var begin: UInt64 = 0
-    for line in bytes.split(separator: UInt8(ascii: "\n")) {
-        let content = line.drop { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
-        if content.isEmpty || content.first == UInt8(ascii: "#") { continue }
-        let fields = line.split(separator: 0x09, maxSplits: 2, omittingEmptySubsequences: false)
-        guard fields.count >= 2, let tli = UInt32(String(decoding: fields[0], as: UTF8.self)),
-              let switchpoint = parseLSN(String(decoding: fields[1], as: UTF8.self)) else { return nil }
-        entries.append(TimelineHistoryEntry(timeline: tli, begin: begin, end: switchpoint))
-        begin = switchpoint
+    for entry in entries {
+        ranges.append(TimelineRange(timeline: entry.parent, begin: begin, end: entry.switchpoint))
+        begin = entry.switchpoint
     }
-    entries.append(TimelineHistoryEntry(timeline: timeline, begin: begin, end: nil))
-    return entries
+    ranges.append(TimelineRange(timeline: timeline, begin: begin, end: nil))
+    return ranges
 }
 
 /// A small file of the archive (a history file), plain or .bz2; nil when neither exists.

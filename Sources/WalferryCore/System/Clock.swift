@@ -7,14 +7,14 @@ import Glibc
 
 /// The monotonic clock, in seconds: for deadlines, heartbeats and progress rates. The corresponding C
 /// function is `clock_gettime(CLOCK_MONOTONIC)`.
-func monotonicSeconds() -> Double {
+public func monotonicSeconds() -> Double {
     var now = timespec()
     clock_gettime(CLOCK_MONOTONIC, &now)
     return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
 }
 
 /// Seconds since the epoch, for timestamps. The corresponding C function is `time`.
-func wallClockSeconds() -> Int64 { Int64(time(nil)) }
+public func wallClockSeconds() -> Int64 { Int64(time(nil)) }
 
 /// A UTC broken-down time. The corresponding C function is `gmtime_r`.
 func utcComponents(_ seconds: Int64) -> (year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int) {
