@@ -110,6 +110,10 @@ struct CheckCommand: WalferryCommand {
     @Option(name: .customLong("backup-age-critical"), help: ArgumentHelp("Age of the newest complete backup.", valueName: "AGE"))
     var backupAgeCritical = "50h"
 
+    @Option(name: .customLong("reader-expiry"), help: ArgumentHelp(
+        "walferry-cleanup's --reader-expiry: a reader silent for half of it warns, past it is critical (default 7d).", valueName: "AGE"))
+    var readerExpiry: String?
+
     @Option(name: .customLong("connect-timeout"), help: ArgumentHelp("Seconds to wait for each server to answer.", valueName: "SECONDS"))
     var connectTimeout = 10
     @Option(name: .customLong("wait"), help: ArgumentHelp("How long the smoke test waits for the standbys.", valueName: "AGE"))
@@ -146,6 +150,9 @@ struct CheckCommand: WalferryCommand {
             guard let name = WALFileName(from), name.kind == .segment, name.compression == nil else {
                 throw ValidationError("invalid --from \"\(from)\": expected a WAL segment name such as 000000010000000000000003")
             }
+        }
+        if let readerExpiry, parseReaderExpiry(readerExpiry) == nil {
+            throw ValidationError("invalid reader expiry \"\(readerExpiry)\": give hours (36h) or days (7d), as walferry-cleanup takes it")
         }
         if switchWAL && conninfo == nil { throw ValidationError("--switch needs the primary (-d)") }
         if switchWAL && archive == nil { throw ValidationError("--switch needs the archive (-A)") }
@@ -303,6 +310,7 @@ struct CheckCommand: WalferryCommand {
             request.oldestBackupStart = backupInfo?.oldestStart
             request.deep = deep && isSelected("archive.deep")
             request.jobs = jobs ?? onlineCPUCount
+            request.readerExpiry = readerExpiry.flatMap(parseReaderExpiry) ?? defaultReaderExpiry
             let outcome = runArchiveChecks(request)
             results += outcome.checks
             archiveListing = outcome.listing

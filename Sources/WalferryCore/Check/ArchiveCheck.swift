@@ -237,6 +237,8 @@ public struct ArchiveCheckRequest: Sendable {
     public var oldestBackupStart: WALFileName?
     public var deep = false
     public var jobs = onlineCPUCount
+    /// walferry-cleanup's --reader-expiry, in seconds: a reader silent for half of it is stale.
+    public var readerExpiry = defaultReaderExpiry
 
     public init(path: String) { self.path = path }
 }
@@ -257,8 +259,7 @@ public func runArchiveChecks(_ request: ArchiveCheckRequest) -> (checks: [CheckR
     } catch {
         var checks = [result("archive.identity", .critical, "could not read archive directory \"\(request.path)\": \(error)",
                              hints: ["Is the archive's share mounted, and readable by this user?"])]
-        checks += names.dropFirst().map { result($0, .skipped, "the archive directory could not be read") }
-        checks.append(readersPlaceholder(labels))
+        checks += (names.dropFirst() + ["archive.readers"]).map { result($0, .skipped, "the archive directory could not be read") }
         return (checks, nil, nil)
     }
     var checks: [CheckResult] = []
@@ -399,14 +400,56 @@ public func runArchiveChecks(_ request: ArchiveCheckRequest) -> (checks: [CheckR
     } else {
         checks.append(result("archive.deep", .skipped, "needs --deep"))
     }
-    checks.append(readersPlaceholder(labels))
+    checks.append(readersCheck(archive, identity: identity, expiry: request.readerExpiry, labels: labels))
     return (checks, listing, identity)
 }
 
-/// archive.readers: the registered cleanup readers of issue 15, and which of them are stale. Not yet:
-/// wired once the archive's reader registry exists.
-func readersPlaceholder(_ labels: [(String, String)]) -> CheckResult {
-    CheckResult("archive.readers", .skipped, "not yet implemented (cleanup readers, issue 15)", labels: labels)
+/// archive.readers: walferry-cleanup's registered readers (Cleanup/ArchiveReaders.swift), judged
+/// against the expiry as the cleanups judge them: a reader silent for half of it is a warning (its
+/// standby is stopped or its cleanup fails, and it holds WAL back); one past it is critical (the
+/// cleanups no longer keep its WAL, so its standby may not be able to catch up). No readers is ok.
+/// The records are read without the readers' lock: each is replaced atomically.
+func readersCheck(_ archive: ArchiveDirectory, identity: ArchiveIdentity?, expiry: Int64, labels: [(String, String)]) -> CheckResult {
+    func result(_ status: CheckStatus, _ message: String, hints: [String] = [], figures: [CheckFigure] = []) -> CheckResult {
+        CheckResult("archive.readers", status, message, hints: hints, figures: figures, labels: labels)
+    }
+    let readers: [ArchiveReader]
+    do throws(CleanupFailure) {
+        guard let registry = try ArchiveReaders.open(in: archive) else {
+            return result(.ok, "no registered readers", figures: [CheckFigure("archive_readers", 0, .count)])
+        }
+        guard let identity else {
+            return result(.critical, "readers are registered in \"\(registry.path)\" but the archive has no valid identity record",
+                          hints: ["Every cleanup of this archive fails and removes nothing until the record is back."])
+        }
+        readers = try registry.records(identity: identity)
+    } catch {
+        return result(.critical, error.message,
+                      hints: ["Every cleanup of this archive fails and removes nothing until this is mended: forget that reader (walferry-cleanup --forget-reader) and register it again."])
+    }
+    let now = wallClockSeconds()
+    let stale = readers.filter { ReaderState(age: now - $0.reportedAt, expiry: expiry) == .stale }
+    let expired = readers.filter { ReaderState(age: now - $0.reportedAt, expiry: expiry) == .expired }
+    let oldest = readers.map { now - $0.reportedAt }.max() ?? 0
+    let figures = [CheckFigure("archive_readers", Double(readers.count), .count),
+                   CheckFigure("archive_readers_stale", Double(stale.count), .count, warning: 0),
+                   CheckFigure("archive_readers_expired", Double(expired.count), .count, critical: 0),
+                   CheckFigure("archive_reader_silence", Double(oldest), .seconds,
+                               warning: Double(expiry / 2), critical: Double(expiry))]
+    func describe(_ list: [ArchiveReader]) -> String {
+        list.map { "\"\($0.name)\" (\(formatAge(now - $0.reportedAt)), at \($0.oldestKeptWALFile))" }.joined(separator: ", ")
+    }
+    if !expired.isEmpty {
+        return result(.critical, "\(expired.count) of \(readers.count) registered readers past the expiry of \(formatAge(expiry)), their WAL no longer kept: \(describe(expired))",
+                      hints: ["Its standby may no longer catch up from the archive: check it, rebuild it from a new backup, or forget it (walferry-cleanup --forget-reader NAME \(archive.path))."],
+                      figures: figures)
+    }
+    if !stale.isEmpty {
+        return result(.warning, "\(stale.count) of \(readers.count) registered readers silent for more than half the expiry of \(formatAge(expiry)): \(describe(stale))",
+                      hints: ["A stopped standby, or one whose archive_cleanup_command fails: it holds WAL back until the expiry."],
+                      figures: figures)
+    }
+    return result(.ok, "registered readers: \(readers.count), all reporting (the longest silent for \(formatAge(oldest)))", figures: figures)
 }
 
 /// Reads and checks `files` (name, file name) on `jobs` threads, each file whole: decompressed with
