@@ -65,6 +65,11 @@ struct RecoverCommand: WalferryCommand {
             help: ArgumentHelp("The WAL archive: restore_command reads it through walferry-restore.", valueName: "DIR"))
     var walArchive: String?
 
+    @Option(name: .customLong("reader"), help: ArgumentHelp(
+        "Register the new server as this reader of --wal-archive before it is in place (walferry-cleanup --reader; for a standby, its archive_cleanup_command).",
+        valueName: "NAME"))
+    var reader: String?
+
     @Option(name: .customLong("primary-conninfo"),
             help: ArgumentHelp("primary_conninfo, for a standby that streams from its primary.", valueName: "CONNINFO"))
     var primaryConninfo: String?
@@ -155,6 +160,12 @@ struct RecoverCommand: WalferryCommand {
             if case .failure(let error) = TablespaceMapping.parse(mapping) { throw ValidationError(error.message) }
         }
         if let problem = jobsProblem(jobs) { throw ValidationError(problem) }
+        if let reader {
+            guard walArchive != nil else { throw ValidationError("--reader needs --wal-archive") }
+            guard ArchiveReaders.isValidName(reader) else {
+                throw ValidationError("invalid reader name \"\(reader)\": use 1 to 64 letters, digits, \"-\", \"_\" or \".\", not starting with \".\"")
+            }
+        }
     }
 
     static func main() {
@@ -188,21 +199,23 @@ struct RecoverCommand: WalferryCommand {
         request.jobs = jobs ?? BZip2.defaultJobs
         request.verbose = verbose
         request.forceProgress = progress
-        request.restoreProgram = restoreProgram()
+        request.restoreProgram = siblingProgram("walferry-restore")
+        request.cleanupProgram = siblingProgram("walferry-cleanup")
+        request.reader = reader
         return runRecover(request, console: console)
     }
 }
 
-/// walferry-restore next to this executable when it is there (the package's /usr/bin, a build
+/// The tool `name` next to this executable when it is there (the package's /usr/bin, a build
 /// directory), else by name through PATH.
-private func restoreProgram() -> String {
+private func siblingProgram(_ name: String) -> String {
     var buffer = [CChar](repeating: 0, count: 4096)
     let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-    guard count > 0 else { return "walferry-restore" }
+    guard count > 0 else { return name }
     let path = String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    guard let slash = path.lastIndex(of: "/") else { return "walferry-restore" }
-    let candidate = String(path[..<slash]) + "/walferry-restore"
-    return access(candidate, X_OK) == 0 ? candidate : "walferry-restore"
+    guard let slash = path.lastIndex(of: "/") else { return name }
+    let candidate = String(path[..<slash]) + "/" + name
+    return access(candidate, X_OK) == 0 ? candidate : name
 }
 
 /// An environment variable, or nil when unset or empty.

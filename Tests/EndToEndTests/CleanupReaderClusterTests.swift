@@ -142,4 +142,48 @@ import TestSupport
         let restoredRows = Int(try restored.sql("SELECT count(*) FROM t")) ?? 0
         #expect(restoredRows >= Int(rowsAfterBackup) ?? .max, "the recovery stopped early: \(restoredRows) rows")
     }
+
+    /// walferry-recover --reader registers the standby it makes before putting it in place, at the first
+    /// segment it will fetch from the archive, and gives it an archive_cleanup_command that reports as
+    /// that reader: its restartpoints move the record on.
+    @Test func aStandbyMadeByWalferryRecoverRegistersAndReports() throws {
+        let pg = try PostgresInstallation.system()
+        let folder = try TemporaryDirectory(prefix: "walferry-readers-recover")
+        let archive = try folder.makeDirectory("archive")
+        let backups = try folder.makeDirectory("backups")
+        try handToPostgresUser(archive)
+        try handToPostgresUser(backups)
+        let primary = try archivingCluster(pg, archive: archive, name: "primary")
+        try primary.start()
+        defer { try? primary.stop() }
+        try primary.sql("CREATE TABLE t (id int)")
+        try primary.sql("INSERT INTO t SELECT generate_series(1, 1000)")
+        let backup = try runAsPostgresUser(walferryTool("walferry-backup"), ["-d", conninfo(primary), "-D", primary.dataDirectory,
+                                                                             "-o", backups, "-c", "fast", "--wal-archive", archive])
+        #expect(backup.status == 0, "\(backup)")
+        let stopSegment = try #require(try Self.segments(archive).last)
+
+        let standby = try clusterToRecoverInto(pg, name: "standby-r")
+        let outcome = try runRecoverTool(["-B", backups, "-D", standby.dataDirectory, "--standby", "--wal-archive", archive,
+                                          "--reader", "standby-r"])
+        #expect(outcome.status == 0 && outcome.stderr == "", "\(outcome)")
+        // The backup holds its WAL from start to stop: the standby's first segment from the archive is
+        // the one after the stop.
+        let registered = try Self.position(of: "standby-r", in: archive)
+        #expect(registered.dropFirst(8) > stopSegment.dropFirst(8), "registered at \(registered), the backup stopped in \(stopSegment)")
+        let autoConf = fileText(standby.dataDirectory + "/postgresql.auto.conf")
+        #expect(autoConf.contains("archive_cleanup_command = '\(postgresReachableToolDirectory)/walferry-cleanup --reader standby-r -x .bz2 \(archive) %r'\n"),
+                "\(autoConf)")
+
+        try standby.appendSettings(["unix_socket_directories": "'\(standby.socketDirectory)'", "hot_standby": "on"])
+        try standby.start()
+        defer { try? standby.stop() }
+        for _ in 1...2 {
+            try Self.produceWAL(primary, archive: archive)
+            try Self.replayAndRestart(standby, rows: try primary.sql("SELECT count(*) FROM t"))
+        }
+        let reported = try Self.position(of: "standby-r", in: archive)
+        #expect(reported.dropFirst(8) > registered.dropFirst(8), "the standby's restartpoints did not report: still at \(reported)")
+        #expect(try Self.segments(archive).first == reported, "the cleanup kept more or less than the only reader needs")
+    }
 }

@@ -14,7 +14,6 @@ import Glibc
 /// `walferry-cleanup --register NAME ARCHIVE SEGMENT`.
 public func registerReader(_ name: String, archiveLocation: String, oldestKeptWALFile: String,
                            console: Console) -> CleanupExitStatus {
-    let now = wallClockSeconds()
     do throws(CleanupFailure) {
         guard ArchiveReaders.isValidName(name) else { throw ArchiveReaders.invalidName(name) }
         let rules: CleanupRules
@@ -26,30 +25,40 @@ public func registerReader(_ name: String, archiveLocation: String, oldestKeptWA
         }
         let segment = String(decoding: rules.cutoff, as: UTF8.self)
         let archive = try openArchive(archiveLocation)
+        if let previous = try ArchiveReaders.register(name, at: segment, in: archive), previous.oldestKeptWALFile != segment {
+            console.info("reader \"\(name)\" moved from \"\(previous.oldestKeptWALFile)\" to \"\(segment)\"")
+        }
+        return .success
+    } catch {
+        error.report(to: console)
+        return error.status
+    }
+}
+
+extension ArchiveReaders {
+    /// Registers (or moves) the reader `name` at `segment`, a 24-character segment name, in `archive`;
+    /// returns its previous record, if it had one. Shared by walferry-cleanup --register and
+    /// walferry-recover --reader.
+    public static func register(_ name: String, at segment: String, in archive: ArchiveDirectory) throws(CleanupFailure) -> ArchiveReader? {
+        guard isValidName(name) else { throw invalidName(name) }
         let identity = try identityForReaders(archive)
         func checkStillThere() throws(CleanupFailure) {
             if let later = try firstRemoval(before: segment, in: archive) {
-                throw CleanupFailure(.failure, "WAL file \"\(segment)\" is no longer in archive \"\(archiveLocation)\", which holds later WAL from \"\(later)\"",
+                throw CleanupFailure(.failure, "WAL file \"\(segment)\" is no longer in archive \"\(archive.path)\", which holds later WAL from \"\(later)\"",
                                      hint: "A standby that needs it cannot catch up from this archive: take a new base backup and register its start segment.")
             }
         }
         // Once before anything is created (a refused registration leaves nothing behind), and again
         // under the lock, which every cleanup holds while it removes.
         try checkStillThere()
-        let readers = try ArchiveReaders.openOrCreate(in: archive)
+        let readers = try openOrCreate(in: archive)
         let lock = try readers.lock()
         defer { lock.release() }
         let existing = try readers.read(name, identity: identity)
         try checkStillThere()
         try readers.write(ArchiveReader(name: name, systemIdentifier: identity.systemIdentifier,
-                                        oldestKeptWALFile: segment, reportedAt: now))
-        if let existing, existing.oldestKeptWALFile != segment {
-            console.info("reader \"\(name)\" moved from \"\(existing.oldestKeptWALFile)\" to \"\(segment)\"")
-        }
-        return .success
-    } catch {
-        error.report(to: console)
-        return error.status
+                                        oldestKeptWALFile: segment, reportedAt: wallClockSeconds()))
+        return existing
     }
 }
 

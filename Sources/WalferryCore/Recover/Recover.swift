@@ -51,6 +51,11 @@ public struct RecoverRequest: Sendable {
     public var forceProgress = false
     /// The walferry-restore to name in restore_command.
     public var restoreProgram = "walferry-restore"
+    /// --reader NAME: register the new server as a reader of --wal-archive (Cleanup/ArchiveReaders.swift)
+    /// before it is put in place, and, for a standby, report through archive_cleanup_command.
+    public var reader: String?
+    /// The walferry-cleanup to name in archive_cleanup_command.
+    public var cleanupProgram = "walferry-cleanup"
 
     public init(backupSource: String, dataDirectory: String, mode: RecoveryMode) {
         self.backupSource = backupSource
@@ -172,7 +177,10 @@ final class RecoverRun {
         // 5. The WAL the backup needs.
         let segmentSize = self.segmentSize(temporary: temporary, archive: archive)
         let firstSegment = walSegmentName(timeline: manifest.walRanges[0].timeline, lsn: manifest.startLSN, segmentSize: segmentSize) ?? "?"
-        try checkWAL(manifest: manifest, backup: backup, temporary: temporary, archive: archive, segmentSize: segmentSize)
+        let firstFromArchive = try checkWAL(manifest: manifest, backup: backup, temporary: temporary, archive: archive, segmentSize: segmentSize)
+        if let name = request.reader, let archive {
+            try register(name, firstFromArchive: firstFromArchive, manifest: manifest, archive: archive, segmentSize: segmentSize)
+        }
 
         // 6. Tablespace links and map, recovery settings.
         try finishTablespaces(tablespaces, temporary: temporary, owner: owner)
@@ -555,8 +563,10 @@ final class RecoverRun {
         return UInt64(WALSegmentSize.default.bytes)
     }
 
+    /// Checks that every segment the backup needs is in its pg_wal or in the archive; returns the first
+    /// one that only the archive holds.
     func checkWAL(manifest: ParsedBackupManifest, backup: CatalogedBackup, temporary: FilePath, archive: ArchiveDirectory?,
-                  segmentSize: UInt64) throws(RecoverFailure) {
+                  segmentSize: UInt64) throws(RecoverFailure) -> String? {
         guard let needed = walSegmentsNeeded(timeline: manifest.timeline, startLSN: manifest.startLSN, stopLSN: manifest.endLSN,
                                              segmentSize: segmentSize) else {
             throw RecoverFailure(.damaged, "backup \"\(backup.id)\" has an invalid WAL range in its manifest")
@@ -570,17 +580,42 @@ final class RecoverRun {
             }
         }
         var fromArchive = 0
+        var first: String?
         for name in names {
             let inTarball = ["pg_wal", "pg_xlog"].contains { (try? entryStatus(temporary.appending($0).appending(name)))?.kind == .regular }
             if inTarball { continue }
             if let archive, archiveHolds(archive, name) {
                 fromArchive += 1
+                first = first ?? name
                 continue
             }
             throw RecoverFailure(.unrecoverable, "WAL file \"\(name)\" needed by backup \"\(backup.id)\" is neither in the backup nor in \(request.walArchive.map { "the archive \"\($0)\"" } ?? "a WAL archive")",
                                  hints: [request.walArchive == nil ? "Give the WAL archive with --wal-archive." : "Is this the archive the primary's archive_command writes to?"])
         }
         info("the \(names.count) WAL segment(s) the backup needs are there (\(fromArchive) in the archive)")
+        return first
+    }
+
+    /// --reader: registers the new server as a reader of the archive at the first segment it will
+    /// fetch from it (the first the backup needs that its pg_wal lacks, else the one after its stop),
+    /// under the readers' lock, before the data directory is put in place: from then on no cleanup
+    /// removes that WAL. A registration that fails fails the recovery, leaving nothing behind.
+    func register(_ name: String, firstFromArchive: String?, manifest: ParsedBackupManifest, archive: ArchiveDirectory,
+                  segmentSize: UInt64) throws(RecoverFailure) {
+        var segment = firstFromArchive
+        if segment == nil, let size = WALSegmentSize(bytes: segmentSize) {
+            segment = WALFileName(timeline: manifest.timeline, segmentNumber: manifest.endLSN / segmentSize + 1, segmentSize: size).description
+        }
+        guard let segment else { throw RecoverFailure(.failure, "could not name the first WAL segment reader \"\(name)\" needs") }
+        do {
+            let previous = try ArchiveReaders.register(name, at: segment, in: archive)
+            if let previous, previous.oldestKeptWALFile != segment {
+                console.info("reader \"\(name)\" moved from \"\(previous.oldestKeptWALFile)\" to \"\(segment)\"")
+            }
+        } catch {
+            throw RecoverFailure(error.status == .usage ? .usage : .failure, error.message, hints: error.hints)
+        }
+        info("registered as reader \"\(name)\" of archive \"\(archive.path)\" at \"\(segment)\"")
     }
 
     // MARK: - Settings
@@ -592,10 +627,15 @@ final class RecoverRun {
             let mode = request.mode == .standby ? "--standby" : "--pitr"
             restoreCommand = "\(request.restoreProgram) \(mode) \(shellQuoted(absolutePath(walArchive) + "/%f")) %p"
         }
+        var cleanupCommand: String?
+        if let walArchive = request.walArchive, let reader = request.reader, request.mode == .standby {
+            // -x .bz2: the archive may hold either form; plain files are examined as well.
+            cleanupCommand = "\(request.cleanupProgram) --reader \(reader) -x .bz2 \(shellQuoted(absolutePath(walArchive))) %r"
+        }
         let settings = RecoverySettings(
             mode: request.mode, target: request.mode == .targeted ? request.target : nil,
             targetAction: request.mode == .targeted ? request.targetAction : nil, targetTimeline: request.targetTimeline,
-            restoreCommand: restoreCommand, primaryConninfo: request.primaryConninfo,
+            restoreCommand: restoreCommand, archiveCleanupCommand: cleanupCommand, primaryConninfo: request.primaryConninfo,
             archiveModeOff: request.mode == .targeted && !request.keepArchiving,
             backupID: backup.id, timestamp: manifestTimestamp(now))
         let major = Int(version.split(separator: ".").first ?? "") ?? 0

@@ -34,6 +34,8 @@ public struct RecoverySettings: Sendable {
     public var targetTimeline: String?
     /// restore_command; nil without an archive.
     public var restoreCommand: String?
+    /// archive_cleanup_command: walferry-cleanup --reader, for a standby registered as a reader.
+    public var archiveCleanupCommand: String?
     public var primaryConninfo: String?
     /// archive_mode = off (point-in-time copies, unless --keep-archiving).
     public var archiveModeOff: Bool
@@ -75,6 +77,7 @@ public struct RecoverySettings: Sendable {
         var lines = [Self.beginMarker + " (backup \(backupID), \(timestamp))",
                      "# A later walferry-recover replaces this block whole."]
         if let restoreCommand { lines.append("restore_command = \(Self.quoted(restoreCommand))") }
+        if let archiveCleanupCommand { lines.append("archive_cleanup_command = \(Self.quoted(archiveCleanupCommand))") }
         if let primaryConninfo { lines.append("primary_conninfo = \(Self.quoted(primaryConninfo))") }
         lines += targetLines
         if let targetAction { lines.append("recovery_target_action = \(Self.quoted(targetAction))") }
@@ -112,6 +115,7 @@ public struct RecoverySettings: Sendable {
         var lines = [Self.beginMarker + " (backup \(backupID), \(timestamp))"]
         if mode == .standby { lines.append("standby_mode = 'on'") }
         if let restoreCommand { lines.append("restore_command = \(Self.quoted(restoreCommand))") }
+        if let archiveCleanupCommand { lines.append("archive_cleanup_command = \(Self.quoted(archiveCleanupCommand))") }
         if let primaryConninfo { lines.append("primary_conninfo = \(Self.quoted(primaryConninfo))") }
         switch target {
         case .time(let text): lines.append("recovery_target_time = \(Self.quoted(text))")
