@@ -75,8 +75,32 @@ public struct ArchiveListing: Sendable {
     }
 }
 
-/// Reads an archived file whole (decompressing a .bz2 one): its bytes, or why not.
-public func readArchivedFile(_ fileName: String, in archive: ArchiveDirectory, limit: UInt64 = 2 << 30) -> Result<[UInt8], ArchivedFileProblem> {
+/// One --deep thread's decoder: libbz2's stream decoder and its memory, and an output buffer one byte
+/// larger than a segment, reused from file to file. A .bz2 segment is decoded on the calling thread
+/// in one pass (decodeCompleteStreams, the parallel engine's own per-piece decoder), without the
+/// engine's threads and piece splitting: --deep already runs one file per CPU.
+final class SegmentDecoder {
+    let memory = BZ2Memory()
+    let output: UnsafeMutableRawBufferPointer
+
+    init(segmentSize: WALSegmentSize) {
+        output = .allocate(byteCount: Int(segmentSize.bytes) + 1, alignment: 16)
+    }
+
+    deinit { output.deallocate() }
+
+    /// The decompressed bytes, or nil when the one-pass decoding fails (damaged, truncated, larger
+    /// than a segment): the caller then decodes again through BZip2.decompress, which says why.
+    func decode(_ input: [UInt8]) -> [UInt8]? {
+        guard let decoded = input.withUnsafeBytes({ decodeCompleteStreams($0, into: output, memory: memory) }) else { return nil }
+        return Array(UnsafeRawBufferPointer(rebasing: output[..<decoded.produced]))
+    }
+}
+
+/// Reads an archived file whole (decompressing a .bz2 one, through `decoder` when given): its bytes,
+/// or why not.
+func readArchivedFile(_ fileName: String, in archive: ArchiveDirectory, limit: UInt64 = 2 << 30,
+                      decoder: SegmentDecoder? = nil) -> Result<[UInt8], ArchivedFileProblem> {
     let member: ArchiveDirectory.Member?
     do {
         member = try archive.openMember(fileName)
@@ -96,6 +120,7 @@ public func readArchivedFile(_ fileName: String, in archive: ArchiveDirectory, l
         return .failure(.unreadable("could not read file \"\(archive.path(of: fileName))\": \(error)"))
     }
     guard fileName.hasSuffix(".bz2") else { return .success(bytes) }
+    if let decoder, let decoded = decoder.decode(bytes) { return .success(decoded) }
     do {
         return .success(try BZip2.decompress(bytes, jobs: 1))
     } catch {
@@ -387,7 +412,7 @@ public func runArchiveChecks(_ request: ArchiveCheckRequest) -> (checks: [CheckR
             let name = WALFileName.timelineHistory(step.timeline)
             for fileName in (listing.histories[step.timeline] ?? []).fileNames(name) { files.append((name, fileName)) }
         }
-        let problems = deepCheck(files, in: archive, owner: owner, jobs: request.jobs)
+        let problems = deepCheck(files, in: archive, owner: owner, segmentSize: segmentSize, jobs: request.jobs)
         let figures = [CheckFigure("archive_files_verified", Double(files.count - problems.count), .count),
                        CheckFigure("archive_damaged_files", Double(problems.count), .count, critical: 0)]
         if problems.isEmpty {
@@ -455,7 +480,8 @@ func readersCheck(_ archive: ArchiveDirectory, identity: ArchiveIdentity?, expir
 /// Reads and checks `files` (name, file name) on `jobs` threads, each file whole: decompressed with
 /// its stream CRCs checked, then a segment against its name and `owner` (WALChecks.swift), a history
 /// file's syntax. Returns the problems, in file order.
-func deepCheck(_ files: [(WALFileName, String)], in archive: ArchiveDirectory, owner: ArchiveOwner, jobs: Int) -> [ArchivedFileProblem] {
+func deepCheck(_ files: [(WALFileName, String)], in archive: ArchiveDirectory, owner: ArchiveOwner, segmentSize: WALSegmentSize,
+               jobs: Int) -> [ArchivedFileProblem] {
     final class Shared: @unchecked Sendable {
         // @unchecked: `next` and `problems` are used with `lock` held only; the rest is immutable.
         let lock = ConditionLock()
@@ -472,6 +498,7 @@ func deepCheck(_ files: [(WALFileName, String)], in archive: ArchiveDirectory, o
     }
     let shared = Shared(files, archive, owner)
     let work: @Sendable () -> Void = {
+        let decoder = SegmentDecoder(segmentSize: segmentSize)
         while true {
             let index: Int = shared.lock.withLock {
                 defer { shared.next += 1 }
@@ -479,7 +506,7 @@ func deepCheck(_ files: [(WALFileName, String)], in archive: ArchiveDirectory, o
             }
             guard index < shared.files.count else { return }
             let (name, fileName) = shared.files[index]
-            if let problem = checkArchivedFile(name, fileName, in: shared.archive, owner: shared.owner) {
+            if let problem = checkArchivedFile(name, fileName, in: shared.archive, owner: shared.owner, decoder: decoder) {
                 shared.lock.withLock { shared.problems.append((index, problem)) }
             }
         }
@@ -495,9 +522,10 @@ func deepCheck(_ files: [(WALFileName, String)], in archive: ArchiveDirectory, o
 }
 
 /// One file of deepCheck.
-func checkArchivedFile(_ name: WALFileName, _ fileName: String, in archive: ArchiveDirectory, owner: ArchiveOwner) -> ArchivedFileProblem? {
+func checkArchivedFile(_ name: WALFileName, _ fileName: String, in archive: ArchiveDirectory, owner: ArchiveOwner,
+                       decoder: SegmentDecoder? = nil) -> ArchivedFileProblem? {
     let bytes: [UInt8]
-    switch readArchivedFile(fileName, in: archive) {
+    switch readArchivedFile(fileName, in: archive, decoder: name.holdsWAL ? decoder : nil) {
     case .success(let read): bytes = read
     case .failure(let problem): return problem
     }
