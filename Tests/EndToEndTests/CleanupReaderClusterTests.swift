@@ -48,19 +48,27 @@ import TestSupport
         try standby.sql("CHECKPOINT")
     }
 
-    @Test func twoStandbysAndABackupShareOneArchive() throws {
+    /// A started PostgreSQL 15 primary archiving through walferry-archive into `archive`, with 1,000
+    /// rows in table t, and an empty `backups` directory; both folders belong to the postgres user.
+    static func archivingPrimary(_ prefix: String) throws
+        -> (PostgresInstallation, folder: TemporaryDirectory, archive: String, backups: String, primary: PostgresCluster) {
         let pg = try PostgresInstallation.system()
-        let folder = try TemporaryDirectory(prefix: "walferry-readers")
+        let folder = try TemporaryDirectory(prefix: prefix)
         let archive = try folder.makeDirectory("archive")
         let backups = try folder.makeDirectory("backups")
         try handToPostgresUser(archive)
         try handToPostgresUser(backups)
-
         let primary = try archivingCluster(pg, archive: archive, name: "primary")
         try primary.start()
-        defer { try? primary.stop() }
         try primary.sql("CREATE TABLE t (id int)")
         try primary.sql("INSERT INTO t SELECT generate_series(1, 1000)")
+        return (pg, folder, archive, backups, primary)
+    }
+
+    @Test func twoStandbysAndABackupShareOneArchive() throws {
+        let (pg, folder, archive, backups, primary) = try Self.archivingPrimary("walferry-readers")
+        defer { withExtendedLifetime(folder) {} }
+        defer { try? primary.stop() }
 
         // Two archive-only standbys, each registered (as root, as a DBA would) at its base backup's
         // start segment before it starts.
@@ -147,17 +155,9 @@ import TestSupport
     /// segment it will fetch from the archive, and gives it an archive_cleanup_command that reports as
     /// that reader: its restartpoints move the record on.
     @Test func aStandbyMadeByWalferryRecoverRegistersAndReports() throws {
-        let pg = try PostgresInstallation.system()
-        let folder = try TemporaryDirectory(prefix: "walferry-readers-recover")
-        let archive = try folder.makeDirectory("archive")
-        let backups = try folder.makeDirectory("backups")
-        try handToPostgresUser(archive)
-        try handToPostgresUser(backups)
-        let primary = try archivingCluster(pg, archive: archive, name: "primary")
-        try primary.start()
+        let (pg, folder, archive, backups, primary) = try Self.archivingPrimary("walferry-readers-recover")
+        defer { withExtendedLifetime(folder) {} }
         defer { try? primary.stop() }
-        try primary.sql("CREATE TABLE t (id int)")
-        try primary.sql("INSERT INTO t SELECT generate_series(1, 1000)")
         let backup = try runAsPostgresUser(walferryTool("walferry-backup"), ["-d", conninfo(primary), "-D", primary.dataDirectory,
                                                                              "-o", backups, "-c", "fast", "--wal-archive", archive])
         #expect(backup.status == 0, "\(backup)")
