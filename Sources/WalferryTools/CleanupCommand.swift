@@ -113,10 +113,9 @@ struct CleanupCommand: WalferryCommand {
         if let command = readerCommand {
             let cleanupOptions = reader != nil || backups != nil || cleanBackupHistory || dryRun || stripExtension != nil
             guard !cleanupOptions else { throw ValidationError("\(command) cannot be combined with the options of a cleanup") }
-            guard command != "--register" || readerExpiry == nil else {
-                throw ValidationError("--register cannot be combined with --reader-expiry")
+            if command != "--list-readers", readerExpiry != nil {
+                throw ValidationError("\(command) cannot be combined with --reader-expiry")
             }
-            if command == "--forget-reader" { guard readerExpiry == nil else { throw ValidationError("--forget-reader cannot be combined with --reader-expiry") } }
         }
         if let readerExpiry, parseReaderExpiry(readerExpiry) == nil {
             throw ValidationError("invalid reader expiry \"\(readerExpiry)\": give hours (36h) or days (7d)")

@@ -121,18 +121,9 @@ public final class ArchiveReaders {
     /// Opens the archive's readers directory: nil when it has none (no reader was ever registered).
     public static func open(in archive: ArchiveDirectory) throws(CleanupFailure) -> ArchiveReaders? {
         do {
-            let fd = try retryingOnInterrupt {
-                openat(archive.handle.fd, directoryName, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
-            }
-            close(fd)
+            return ArchiveReaders(archive: archive, directory: try DirectoryHandle(in: archive.handle, directoryName))
         } catch .noSuchFileOrDirectory {
             return nil
-        } catch {
-            throw CleanupFailure(.failure, "could not open directory \"\(archive.path(of: directoryName))\": \(error)")
-        }
-        do {
-            let handle = try DirectoryHandle(path: archive.handle.path.appending(directoryName))
-            return ArchiveReaders(archive: archive, directory: handle)
         } catch {
             throw CleanupFailure(.failure, "could not open directory \"\(archive.path(of: directoryName))\": \(error)")
         }

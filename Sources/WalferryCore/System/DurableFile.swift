@@ -32,6 +32,13 @@ public final class DirectoryHandle {
         fd = try retryingOnInterrupt { path.withCString { open($0, O_RDONLY | O_DIRECTORY | O_CLOEXEC) } }
     }
 
+    /// Opens the directory `name` inside `parent`, never through a symbolic link. The corresponding C
+    /// function is `openat`.
+    public init(in parent: DirectoryHandle, _ name: String) throws(Errno) {
+        path = parent.path.appending(name)
+        fd = try retryingOnInterrupt { openat(parent.fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW) }
+    }
+
     deinit { close(fd) }
 
     /// Makes the directory's entries durable. The corresponding C function is `fsync`.
