@@ -54,6 +54,27 @@ func recoversThroughWalferryRestore(_ restored: PostgresCluster, archive: String
     return true
 }
 
+/// A started system-PostgreSQL primary archiving through walferry-archive, with table t (1,000 rows)
+/// in tablespace ts1 at `location`; `backups` is an empty folder. The folder holds them all: keep it.
+func primaryWithATablespace(prefix: String) throws
+    -> (PostgresInstallation, folder: TemporaryDirectory, archive: String, location: String, backups: String,
+        primary: PostgresCluster, oid: String) {
+    let pg = try PostgresInstallation.system()
+    let folder = try TemporaryDirectory(prefix: prefix)
+    let archive = try folder.makeDirectory("archive")
+    let location = try folder.makeDirectory("ts1", mode: 0o700)
+    try handToPostgresUser(archive)
+    try handToPostgresUser(location)
+    let backups = try folder.makeDirectory("backups")
+    let primary = try archivingCluster(pg, archive: archive, name: "primary-ts")
+    try primary.start()
+    try primary.sql("CREATE TABLESPACE ts1 LOCATION '\(location)'")
+    try primary.sql("CREATE TABLE t (x int) TABLESPACE ts1")
+    try primary.sql("INSERT INTO t SELECT generate_series(1, 1000)")
+    let oid = try primary.sql("SELECT oid FROM pg_tablespace WHERE spcname = 'ts1'")
+    return (pg, folder, archive, location, backups, primary, oid)
+}
+
 /// Runs pg_verifybackup as the postgres user; returns its outcome.
 func verifyBackup(_ installation: PostgresInstallation, _ arguments: [String]) throws -> ProcessOutcome {
     try runAsPostgresUser(installation.tool("pg_verifybackup"), arguments)
@@ -151,20 +172,8 @@ func startInBackground(_ executable: String, _ arguments: [String], environment 
     }
 
     @Test func tablespacesGetTheirOwnTarballsAndRestoreAsSymlinks() throws {
-        let pg = try PostgresInstallation.system()
-        let folder = try TemporaryDirectory(prefix: "walferry-backup-ts")
-        let archive = try folder.makeDirectory("archive")
-        let location = try folder.makeDirectory("ts1", mode: 0o700)
-        try handToPostgresUser(archive)
-        try handToPostgresUser(location)
-        let backups = try folder.makeDirectory("backups")
-        let primary = try archivingCluster(pg, archive: archive, name: "primary-ts")
-        try primary.start()
+        let (pg, folder, archive, location, backups, primary, oid) = try primaryWithATablespace(prefix: "walferry-backup-ts")
         defer { try? primary.stop() }
-        try primary.sql("CREATE TABLESPACE ts1 LOCATION '\(location)'")
-        try primary.sql("CREATE TABLE t (x int) TABLESPACE ts1")
-        try primary.sql("INSERT INTO t SELECT generate_series(1, 1000)")
-        let oid = try primary.sql("SELECT oid FROM pg_tablespace WHERE spcname = 'ts1'")
 
         // A single tarball cannot hold a tablespace.
         for output in ["-", folder.join("single.tar.bz2")] {

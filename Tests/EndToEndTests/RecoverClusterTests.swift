@@ -134,20 +134,9 @@ private func names(_ path: String) -> [String] { (try? listDirectory(path)) ?? [
     }
 
     @Test func aTablespaceIsRemappedWithT() throws {
-        let pg = try PostgresInstallation.system()
-        let folder = try TemporaryDirectory(prefix: "walferry-recover-ts")
-        let archive = try folder.makeDirectory("archive")
-        let location = try folder.makeDirectory("ts1", mode: 0o700)
-        try handToPostgresUser(archive)
-        try handToPostgresUser(location)
-        let backups = try folder.makeDirectory("backups")
-        let primary = try archivingCluster(pg, archive: archive, name: "primary-ts")
-        try primary.start()
+        let (pg, folder, archive, location, backups, primary, oid) = try primaryWithATablespace(prefix: "walferry-recover-ts")
         defer { try? primary.stop() }
-        try primary.sql("CREATE TABLESPACE ts1 LOCATION '\(location)'")
-        try primary.sql("CREATE TABLE t (x int) TABLESPACE ts1")
-        try primary.sql("INSERT INTO t SELECT generate_series(1, 1000)")
-        let oid = try primary.sql("SELECT oid FROM pg_tablespace WHERE spcname = 'ts1'")
+        defer { withExtendedLifetime(folder) {} }  // it holds the archive, the tablespace and the backups
         let backup = try runTool("walferry-backup", ["-d", conninfo(primary), "-D", primary.dataDirectory, "-o", backups,
                                                      "-c", "fast", "--wal-archive", archive])
         #expect(backup.status == 0, "\(backup)")
